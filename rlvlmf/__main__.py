@@ -1,0 +1,5 @@
+import sys
+
+from rlvlmf.cli import main
+
+sys.exit(main())
