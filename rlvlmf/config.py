@@ -1,0 +1,152 @@
+"""Typed configs: `key=value` overrides and plain-dict round trips for nested dataclasses.
+
+Every part of rlvlmf has a frozen dataclass config that validates itself in
+``__post_init__``. The CLI composes them into one run config; this module lets a user
+change any field from the command line (``--set sac.batch_size=256``) and saves/loads the
+resolved config as JSON with the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from rlvlmf.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-serialisable dict of a (nested) dataclass config; tuples become lists."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Build a (nested) dataclass config from ``to_dict`` output, validating every field.
+
+    Raises:
+        ConfigError: A key is unknown or a value has the wrong type.
+    """
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}; valid: {sorted(known)}")
+    kwargs = {name: _coerce(hints[name], value, f"{cls.__name__}.{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def apply_overrides(config: T, overrides: Iterable[str]) -> T:
+    """Return ``config`` with ``key=value`` overrides applied; dotted keys reach nested configs.
+
+    Values are parsed against the field's type: ``true``/``false`` for bools, numbers,
+    comma-separated tuples, ``none`` for optional fields.
+
+    Raises:
+        ConfigError: Malformed override, unknown key (valid keys are listed) or bad value.
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        config = _set_path(config, key.strip().split("."), raw.strip(), key.strip())
+    return config
+
+
+def _set_path(config: Any, path: list[str], raw: str, full_key: str) -> Any:
+    if not dataclasses.is_dataclass(config):
+        raise ConfigError(f"{full_key!r}: {type(config).__name__} has no sub-fields")
+    fields = {f.name: f for f in dataclasses.fields(config) if f.init}
+    name = path[0]
+    if name not in fields:
+        raise ConfigError(f"unknown config key {full_key!r}; valid keys here: {', '.join(sorted(fields))}")
+    if len(path) > 1:
+        value = _set_path(getattr(config, name), path[1:], raw, full_key)
+    else:
+        hint = typing.get_type_hints(type(config))[name]
+        value = _coerce(hint, _parse_scalar(raw, hint), full_key)
+    try:
+        return dataclasses.replace(config, **{name: value})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{full_key}={raw}: {exc}") from exc
+
+
+def _parse_scalar(raw: str, hint: Any) -> Any:
+    """Turn command-line text into a Python value guided by the field's type."""
+    if raw.lower() in {"none", "null"}:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list) or (
+        origin in (typing.Union, types.UnionType)
+        and any(typing.get_origin(a) in (tuple, list) for a in typing.get_args(hint))
+    ):
+        return [] if raw == "" else [part.strip() for part in raw.split(",")]
+    return raw
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is typing.Literal:
+        for allowed in args:
+            if value == allowed or str(value) == str(allowed):
+                return allowed
+        raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, where) for v in value)
+        if origin is tuple and args:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+        return origin(value)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping for {hint.__name__}")
+        return from_dict(hint, value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+            return value.lower() in {"true", "1", "yes", "on"}
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(as_float)
+    if hint is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return value
+    return value
