@@ -143,9 +143,12 @@ def load_backend_class(family: str) -> type[Backend]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or module_name
+        if missing.split(".")[0] == "rlvlmf":
+            hint = "this rlvlmf install lacks it; reinstall rlvlmf or pick another family"
+        else:
+            hint = f"pip install {missing.split('.')[0]}"
         raise MissingDependencyError(
-            f"backend family {family!r} needs module {missing!r}, which is not installed "
-            f"(pip install {missing.split('.')[0]})"
+            f"backend family {family!r} needs module {missing!r}, which is not installed ({hint})"
         ) from exc
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
