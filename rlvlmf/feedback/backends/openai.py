@@ -1,0 +1,229 @@
+"""``openai:MODEL[@URL]``: any server speaking the Chat Completions wire format.
+
+One backend for OpenAI and the OpenAI-compatible servers (vLLM, SGLang, Ollama's ``/v1``,
+llama.cpp's ``llama-server``). Images go as base64 PNG data URLs in ``image_url`` parts.
+
+Base URL: the spec's ``@URL``, else ``$OPENAI_BASE_URL``, else ``https://api.openai.com/v1``.
+
+API key: read from ``$OPENAI_API_KEY`` (or the variable named by the ``api_key_env``
+option) when the backend is built, kept in memory only, sent as ``Authorization: Bearer``.
+It is required for api.openai.com. Local servers usually need none: without a key no
+Authorization header is sent at all (vLLM/SGLang started with ``--api-key`` need the key set
+like for OpenAI).
+
+Structured output: the label question is sent with ``response_format`` = a JSON schema
+whose ``answer`` is an enum of the allowed labels (OpenAI, vLLM, SGLang, llama.cpp and
+Ollama accept it). A server that rejects it (HTTP 400/422 naming ``response_format`` or the
+schema) is asked in plain text from then on, for the life of the backend; the parser reads
+both forms.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from rlvlmf import __version__
+from rlvlmf.errors import ConfigError
+from rlvlmf.feedback.base import BackendError
+from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.http import LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.images import to_data_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+
+# A 400/422 naming one of these means the server does not do JSON-schema output.
+_STRUCTURED_REJECTED = re.compile(r"response_format|json_schema|schema|guided|grammar", re.IGNORECASE)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_official(base_url: str) -> bool:
+    """Whether a base URL is OpenAI's own API (which needs a key and newer parameter names)."""
+    return (urlsplit(base_url).hostname or "").lower() == "api.openai.com"
+
+
+class OpenAIBackend(ChatBackend):
+    """Chat Completions backend for OpenAI and OpenAI-compatible servers.
+
+    Args:
+        model: Model name as the server knows it (``gpt-4o``, ``Qwen/Qwen2.5-VL-7B-Instruct``).
+        base_url: API root ending in ``/v1``; ``None`` -> ``$OPENAI_BASE_URL`` or OpenAI.
+        protocol: Prompting protocol (two-stage by default).
+        timeout_s: Per-request timeout in seconds.
+        structured_output: Send a JSON-schema ``response_format`` for the label question.
+        image_detail: OpenAI's image ``detail`` (``low``/``high``/``auto``); empty = server default.
+        max_tokens_field: Request field for the token limit; empty = ``max_completion_tokens``
+            for api.openai.com (its newer models reject ``max_tokens``), ``max_tokens`` elsewhere.
+        api_key_env: Environment variable holding the key.
+
+    Raises:
+        ConfigError: No key for api.openai.com, or a bad option.
+    """
+
+    family = "openai"
+    key_env = (DEFAULT_KEY_ENV,)
+    description = "Chat Completions API: OpenAI, or a compatible server (vLLM, SGLang, Ollama, llama.cpp) at @URL"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        protocol: ProtocolConfig | None = None,
+        timeout_s: float = 60.0,
+        structured_output: bool = True,
+        image_detail: str = "",
+        max_tokens_field: str = "",
+        api_key_env: str = DEFAULT_KEY_ENV,
+    ) -> None:
+        base_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise ConfigError(f"openai: base URL {base_url!r} must start with http:// or https:// (e.g. http://localhost:8000/v1)")
+        if image_detail not in ("", "low", "high", "auto"):
+            raise ConfigError(f"openai: image_detail {image_detail!r} is not valid; use low, high or auto")
+        if max_tokens_field not in ("", "max_tokens", "max_completion_tokens"):
+            raise ConfigError(f"openai: max_tokens_field {max_tokens_field!r} is not valid; use max_tokens or max_completion_tokens")
+        if not _ENV_NAME.fullmatch(api_key_env):
+            raise ConfigError(f"openai: api_key_env {api_key_env!r} is not an environment variable name")
+        self._api_key = os.environ.get(api_key_env) or None
+        if self._api_key is None and is_official(base_url):
+            raise ConfigError(
+                f"openai: set {api_key_env} to use {base_url} "
+                "(for a local OpenAI-compatible server, give its URL: openai:MODEL@http://localhost:8000/v1)"
+            )
+        self._api_key_env = api_key_env
+        self.structured_output = structured_output
+        self.image_detail = image_detail
+        self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if is_official(base_url) else "max_tokens")
+        self._structured_supported = True
+        self._client = LoopLocalClient(self._make_client)
+
+    def _make_client(self) -> httpx.AsyncClient:
+        headers = {"User-Agent": f"rlvlmf/{__version__}"}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=default_limits(), headers=headers)
+
+    def _identity_extra(self) -> dict[str, Any]:
+        return {"image_detail": self.image_detail} if self.image_detail else {}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- one call ---------------------------------------------------------------------------
+
+    async def achat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        choices: Sequence[str] | None = None,
+        max_tokens: int = 512,
+    ) -> ChatReply:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": [self._message(m) for m in messages],
+            "temperature": self.protocol.temperature,
+            self.max_tokens_field: max_tokens,
+        }
+        structured = bool(choices) and self.structured_output and self._structured_supported
+        if structured:
+            payload["response_format"] = _choice_schema(choices or ())
+        try:
+            data = await self._post(payload)
+        except BackendError as exc:
+            if not (structured and exc.status in (400, 422) and _STRUCTURED_REJECTED.search(str(exc))):
+                raise
+            log.warning("openai: %s rejected structured output; asking in plain text from now on", self.base_url)
+            self._structured_supported = False
+            structured = False
+            del payload["response_format"]
+            data = await self._post(payload)
+        reply = _reply(data)
+        reply.meta["structured"] = structured
+        return reply
+
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await post_json(
+            self._client.get(),
+            f"{self.base_url}/chat/completions",
+            payload,
+            provider="openai",
+            secrets=(self._api_key,),
+            auth_hint=f"check {self._api_key_env}",
+        )
+
+    def _message(self, message: ChatMessage) -> dict[str, Any]:
+        if all(isinstance(p, str) for p in message.parts):
+            return {"role": message.role, "content": "\n".join(message.parts)}  # type: ignore[arg-type]
+        content: list[dict[str, Any]] = []
+        for part in message.parts:
+            if isinstance(part, str):
+                content.append({"type": "text", "text": part})
+            else:
+                image: dict[str, Any] = {"url": to_data_url(part)}
+                if self.image_detail:
+                    image["detail"] = self.image_detail
+                content.append({"type": "image_url", "image_url": image})
+        return {"role": message.role, "content": content}
+
+
+def _choice_schema(choices: Sequence[str]) -> dict[str, Any]:
+    """``response_format`` asking for ``{"answer": <one of choices>}``."""
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "preference",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "enum": list(choices)}},
+                "required": ["answer"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def _reply(data: dict[str, Any]) -> ChatReply:
+    """Read a Chat Completions response body.
+
+    Raises:
+        BackendError: The body has no choice with a message.
+    """
+    choices = data.get("choices")
+    if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)):
+        raise BackendError(f"openai: response has no choices (keys: {sorted(data)[:10]})")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content = message.get("content")
+    if isinstance(content, list):  # some servers return content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    text = content if isinstance(content, str) else ""
+    finish = choice.get("finish_reason")
+    refusal = message.get("refusal")
+    if not (isinstance(refusal, str) and refusal.strip()):
+        refusal = "content filter" if finish == "content_filter" and not text.strip() else None
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    meta = {k: v for k, v in (("model", data.get("model")), ("finish_reason", finish), ("system_fingerprint", data.get("system_fingerprint"))) if isinstance(v, str)}
+    return ChatReply(
+        text=text,
+        input_tokens=_int(usage.get("prompt_tokens")),
+        output_tokens=_int(usage.get("completion_tokens")),
+        refusal=refusal,
+        meta=meta,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0

@@ -1,0 +1,216 @@
+"""Shared HTTP plumbing for API backends: one error policy, Retry-After, key redaction.
+
+Every API backend (OpenAI-compatible, Gemini, Anthropic) posts JSON through ``post_json``,
+so failures mean the same thing everywhere:
+
+- timeouts, connection errors, a body cut off mid-way, HTTP 408/409/429/5xx, and a 200
+  whose JSON is truncated -> ``TransientBackendError`` (the labeler retries with backoff,
+  honouring ``retry_after`` from ``Retry-After`` / ``retry-after-ms``);
+- any other 4xx, a bad URL, and a 200 whose body is not JSON at all (usually a base URL
+  pointing at a web page rather than the API) -> ``BackendError`` with the provider's own
+  message.
+
+API keys never appear in an error: messages are passed through ``redact``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timezone
+from typing import Any
+
+import httpx
+
+from rlvlmf.feedback.base import BackendError, TransientBackendError
+
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+"""Non-5xx statuses worth retrying (5xx always are). 409 is OpenAI's 'lock timeout'."""
+
+_MAX_MESSAGE = 500
+# Key-shaped tokens some providers echo back, partly masked ("sk-proj-****abcd", "AIza...").
+_KEY_LIKE = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*]{6,}|AIza[A-Za-z0-9_\-]{20,})")
+
+
+def redact(text: str, secrets: Sequence[str | None] = ()) -> str:
+    """Remove the given secrets, and anything shaped like an API key, from text."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header value.
+
+    Args:
+        value: Delay in seconds (``"7"``, ``"1.5"``) or an HTTP date
+            (``"Wed, 21 Oct 2015 07:28:00 GMT"``).
+        now: Current POSIX time, for dates (defaults to ``time.time()``).
+
+    Returns:
+        A non-negative delay, or ``None`` when the value is missing or unreadable.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds == float("inf"):  # NaN / inf
+        return None
+    return max(0.0, seconds)
+
+
+def retry_after_of(response: httpx.Response) -> float | None:
+    """The server's requested delay: ``retry-after-ms`` (OpenAI) or ``Retry-After``."""
+    millis = response.headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+def error_message(response: httpx.Response, secrets: Sequence[str | None] = ()) -> str:
+    """The provider's error text: ``error.message`` / ``error`` / ``message`` / raw body, redacted."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    message: Any = None
+    if isinstance(data, dict):
+        err = data.get("error", data.get("message", data.get("detail")))
+        if isinstance(err, dict):
+            message = err.get("message") or json.dumps(err)[:_MAX_MESSAGE]
+        elif err is not None:
+            message = err if isinstance(err, str) else json.dumps(err)
+    elif isinstance(data, list) and data and isinstance(data[0], dict):  # Gemini wraps errors in a list
+        return error_message(httpx.Response(response.status_code, json=data[0]), secrets)
+    if message is None:
+        message = response.text.strip() or response.reason_phrase
+    return redact(str(message)[:_MAX_MESSAGE], secrets)
+
+
+def raise_for_status(response: httpx.Response, *, provider: str, secrets: Sequence[str | None] = (), auth_hint: str = "") -> None:
+    """Raise the backend error a non-2xx response means.
+
+    Args:
+        response: The provider's response.
+        provider: Name used in messages (``"openai"``).
+        secrets: Keys to scrub from the message.
+        auth_hint: Appended to 401/403 messages, e.g. "check OPENAI_API_KEY".
+
+    Raises:
+        TransientBackendError: 408, 409, 425, 429, 5xx (with ``retry_after``).
+        BackendError: Any other non-2xx status.
+    """
+    status = response.status_code
+    if status < 400:
+        return
+    message = f"{provider}: HTTP {status}: {error_message(response, secrets)}"
+    if status in TRANSIENT_STATUSES or status >= 500:
+        raise TransientBackendError(message, status=status, retry_after=retry_after_of(response))
+    if status in (401, 403) and auth_hint:
+        message += f" ({auth_hint})"
+    raise BackendError(message, status=status)
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    provider: str,
+    headers: Mapping[str, str] | None = None,
+    secrets: Sequence[str | None] = (),
+    auth_hint: str = "",
+) -> dict[str, Any]:
+    """POST a JSON body and return the JSON object answered, mapping every failure.
+
+    Raises:
+        TransientBackendError: Timeout, connection error, truncated body, retryable status.
+        BackendError: Other statuses, bad URL, a body that is not a JSON object.
+    """
+    try:
+        response = await client.post(url, json=payload, headers=dict(headers or {}))
+    except httpx.TimeoutException as exc:
+        raise TransientBackendError(f"{provider}: request timed out ({type(exc).__name__})") from None
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise BackendError(f"{provider}: bad URL {redact(url, secrets)!r}: {redact(str(exc), secrets)}") from None
+    except httpx.TransportError as exc:
+        raise TransientBackendError(f"{provider}: connection failed ({type(exc).__name__}: {redact(str(exc), secrets)})") from None
+    raise_for_status(response, provider=provider, secrets=secrets, auth_hint=auth_hint)
+    return decode_json_object(response, provider=provider, secrets=secrets)
+
+
+def decode_json_object(response: httpx.Response, *, provider: str, secrets: Sequence[str | None] = ()) -> dict[str, Any]:
+    """The JSON object in a successful response.
+
+    A body that starts like JSON but does not parse was most likely cut off on the way
+    (proxy, overloaded server) and is transient; a body that is not JSON at all means the
+    URL points at something other than the API, which retrying will not fix.
+    """
+    body = response.content
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        snippet = redact(body[:200].decode("utf-8", "replace"), secrets)
+        if body.lstrip()[:1] in (b"{", b"["):
+            raise TransientBackendError(f"{provider}: malformed JSON in the response: {snippet!r}", status=response.status_code) from None
+        raise BackendError(
+            f"{provider}: the response is not JSON ({snippet!r}); check that the base URL points at the API",
+            status=response.status_code,
+        ) from None
+    if not isinstance(data, dict):
+        raise BackendError(f"{provider}: expected a JSON object, got {type(data).__name__}", status=response.status_code)
+    return data
+
+
+class LoopLocalClient:
+    """An ``httpx.AsyncClient`` reused across calls, one per running event loop.
+
+    A client's connections belong to the loop that opened them; a caller that runs
+    ``asyncio.run`` per batch would otherwise hit "event loop is closed". The client is made
+    on first use inside a loop, and remade when the running loop changes.
+    """
+
+    def __init__(self, factory: Callable[[], httpx.AsyncClient]) -> None:
+        self._factory = factory
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        """The client for the running loop (call from inside a coroutine)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # A client left on a finished loop cannot be closed from here; dropping it lets
+            # its sockets be collected.
+            self._client = self._factory()
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client if it belongs to the running loop; safe to call twice."""
+        client, loop = self._client, self._loop
+        self._client = self._loop = None
+        if client is not None and loop is asyncio.get_running_loop():
+            await client.aclose()
+
+
+def default_limits(max_connections: int = 256) -> httpx.Limits:
+    """Connection limits roomy enough for the labeler's highest concurrency."""
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
