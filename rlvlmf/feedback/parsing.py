@@ -39,7 +39,7 @@ _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), No
 _DASHES = str.maketrans(dict.fromkeys("\u2212\u2010\u2011\u2012\u2013\u2014\ufe63", "-"))
 _FENCE = re.compile(r"\A```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)\n?```\Z", re.DOTALL)
 _TAG = re.compile(r"\A<([A-Za-z][\w-]{0,30})(?:\s[^<>]{0,100})?>(.{0,50})</\1>\Z", re.DOTALL)
-_WRAP = "\"'`*_[](){}"
+_WRAP = "\"'`*_[](){}\u201c\u201d\u2018\u2019\u00ab\u00bb"
 _VALUE = re.compile(r"-1|0|1")
 _ANSWER_LINE = re.compile(
     r"(?:final[ \t]+)?(?:answer|label|choice|preference|output|result)"
@@ -132,7 +132,8 @@ def _lone_value(item: str) -> Label | None:
         item = tagged.group(2)
     for _ in range(8):  # peel nested wrappers: **"1"**, `'1'`, [1] ...
         before = item
-        item = item.strip().removesuffix(".").strip()
+        # Markdown emphasis may be left unbalanced by the answer-line split ("**Answer:** 1").
+        item = item.strip().strip("*_").strip().removesuffix(".").strip()
         if len(item) >= 2 and item[0] in _WRAP and item[-1] in _WRAP:
             item = item[1:-1]
         if item == before:
