@@ -1,0 +1,94 @@
+"""Any registered Gymnasium env that renders ``rgb_array`` frames.
+
+MuJoCo envs render at the requested size and camera directly. Other envs (classic control,
+Box2D) draw at their native size; their frames are resized to ``height`` x ``width`` and they
+have no cameras. Ground truth is the env's own step reward; ``info`` is passed through as is
+(no ``"success"`` key is added, since Gymnasium envs have no common success signal).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlvlmf.envs.frames import resize_frame
+from rlvlmf.envs.gl import ensure_gl_backend
+from rlvlmf.envs.mjrender import CameraSpec, camera_names, make_rendering_cheap, resolve_camera
+from rlvlmf.errors import ConfigError, MissingDependencyError, UnknownNameError
+
+
+class _ResizeRender(gym.Wrapper):
+    """Resizes native-size frames to ``(height, width)``."""
+
+    def __init__(self, env: gym.Env, width: int, height: int):
+        super().__init__(env)
+        self._size = (height, width)
+
+    def render(self) -> np.ndarray:
+        return resize_frame(np.asarray(self.env.render()), self._size)
+
+
+def _is_mujoco_env(env_id: str) -> bool:
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
+    creator = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+    return isinstance(creator, type) and issubclass(creator, MujocoEnv)
+
+
+def make_gym_env(
+    env_id: str,
+    width: int,
+    height: int,
+    camera: CameraSpec = None,
+    max_episode_steps: int | None = None,
+    **kwargs: Any,
+) -> gym.Env:
+    """Make ``env_id`` with ``render_mode="rgb_array"``.
+
+    Args:
+        env_id: A registered Gymnasium id, e.g. ``"Pendulum-v1"``.
+        width: Rendered width in pixels.
+        height: Rendered height in pixels.
+        camera: MuJoCo camera name or id (MuJoCo envs only); default the env's own view.
+        max_episode_steps: Overrides the registered time limit.
+        **kwargs: Passed to ``gymnasium.make``.
+
+    Returns:
+        The env; ``render()`` gives ``(height, width, 3)`` uint8 frames.
+
+    Raises:
+        UnknownNameError: Unknown id or camera.
+        ConfigError: A camera for an env without cameras.
+        MissingDependencyError: The env needs a package that is not installed (e.g. pygame).
+    """
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(
+            f"unknown Gymnasium id {env_id!r}.{hint} See gymnasium.pprint_registry() for all ids."
+        )
+    mujoco_based = _is_mujoco_env(env_id)
+    if mujoco_based:
+        ensure_gl_backend()
+    if camera is not None and not mujoco_based:
+        raise ConfigError(f"{env_id} is not a MuJoCo env and has no cameras; drop the camera option")
+    if mujoco_based:
+        kwargs.update(width=width, height=height)
+    try:
+        env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        raise MissingDependencyError(f"{env_id} needs a package that is missing: {exc}") from exc
+    except TypeError as exc:
+        raise ConfigError(f"bad option for {env_id}: {exc}") from exc
+    if not mujoco_based:
+        return _ResizeRender(env, width, height)
+    model = env.unwrapped.model  # type: ignore[attr-defined]
+    make_rendering_cheap(model, width, height)
+    if camera is not None:
+        renderer = env.unwrapped.mujoco_renderer  # type: ignore[attr-defined]
+        # Gymnasium silently falls back to the free camera on an unknown name; check it here.
+        renderer.camera_id = resolve_camera(camera, camera_names(model))
+    return env
