@@ -117,11 +117,17 @@ def build_tiny_siglip(path: str | Path, *, seed: int = 0) -> Path:
     return _save(path, SiglipModel(config), SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer))
 
 
-def build_tiny_llava(path: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_llava(path: str | Path, *, seed: int = 0, always: str | None = None) -> Path:
     """Write a tiny random LLaVA (CLIP vision tower + Llama text model) with its processor.
 
     LLaVA is the class of ``llava-hf/*`` checkpoints; ``AutoModelForImageTextToText`` and
     ``AutoProcessor`` load it the same way as a real one.
+
+    Args:
+        path: Directory to write.
+        seed: Seed of the random weights.
+        always: A single-token text the model is made to repeat, through its saved
+            generation config (every other token suppressed), so tests get a known answer.
     """
     from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -146,6 +152,9 @@ def build_tiny_llava(path: str | Path, *, seed: int = 0) -> Path:
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if always is not None:
+        keep = tokenizer.convert_tokens_to_ids(always)
+        model.generation_config.suppress_tokens = [i for i in range(len(tokenizer)) if i != keep]
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(
         image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
@@ -159,4 +168,22 @@ def _save(path: str | Path, model: torch.nn.Module, processor) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
+    return path
+
+
+def write_qwen2_vl_processor(path: str | Path) -> Path:
+    """Write a Qwen2-VL processor checkpoint (configs and tokenizer, no weights).
+
+    Qwen2-VL's processor builds a video processor that needs torchvision, so loading this
+    directory is how tests see what a user without torchvision gets.
+    """
+    import json
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    _chat_tokenizer().save_pretrained(path)
+    (path / "preprocessor_config.json").write_text(
+        json.dumps({"image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor"})
+    )
+    (path / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
     return path
