@@ -1,0 +1,1 @@
+"""Test doubles that behave for real: local servers, counting backends, tiny models."""
