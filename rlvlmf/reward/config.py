@@ -1,0 +1,126 @@
+"""The reward model's configuration: what it sees, how big it is, how it is fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rlvlmf.errors import ConfigError
+
+InputKind = Literal["image", "state", "both"]
+StateKind = Literal["obs_action", "obs", "next_obs"]
+NoPreference = Literal["soft", "drop"]
+
+# Reference sizes: the RL-VLM-F image encoder (kernels 5/3/3/3, strides 3/2/2/2) and
+# PEBBLE's 3x256 state reward MLP.
+CONV_KERNELS: tuple[int, ...] = (5, 3, 3, 3)
+CONV_STRIDES: tuple[int, ...] = (3, 2, 2, 2)
+STATE_HIDDEN_DEFAULT: tuple[int, ...] = (256, 256, 256)
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """How the reward ensemble is built and fit.
+
+    Attributes:
+        input: What a member sees: ``"image"`` (a frame), ``"state"`` (a state vector) or
+            ``"both"`` (conv features of the frame concatenated with the state vector).
+        frame_size: Side of the square uint8 frame the conv encoder reads (e.g. 64 or 84).
+            Frames are stored at this size, so it also sets the buffer's memory per step.
+        state_dim: Length of the state vector (0 when ``input == "image"``).
+        state_kind: Which transition fields form the state vector: ``"obs_action"`` (PEBBLE's
+            r(s, a)), ``"obs"`` or ``"next_obs"``. Ignored for image-only models.
+        conv_channels: Output channels of the four conv layers.
+        hidden_sizes: Hidden layers of the MLP head after the (optional) conv features.
+            ``None`` means the reference default: none for images (conv -> linear -> tanh),
+            3x256 for state or both.
+        ensemble_size: Number of independently initialised members.
+        lr: Adam learning rate (``reward_lr``).
+        weight_decay: L2 penalty in Adam (0 in the reference).
+        batch_size: Pairs per member per gradient step.
+        max_epochs: Epochs per feedback round at most (``reward_update``).
+        early_stop_acc: Stop a round once the epoch's train accuracy reaches this.
+        heldout_fraction: Share of new labels kept out of training to measure held-out
+            accuracy. The reference trains on every label (0.0).
+        no_preference: ``"soft"`` trains "no preference" labels (-1) towards 0.5;
+            ``"drop"`` ignores them as the reference code does.
+        capacity: Most labels kept; the oldest are dropped beyond it.
+        predict_batch_size: Transitions per forward pass when relabelling a buffer.
+    """
+
+    input: InputKind = "image"
+    frame_size: int = 64
+    state_dim: int = 0
+    state_kind: StateKind = "obs_action"
+    conv_channels: tuple[int, ...] = (16, 32, 64, 128)
+    hidden_sizes: tuple[int, ...] | None = None
+    ensemble_size: int = 3
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    max_epochs: int = 10
+    early_stop_acc: float = 0.97
+    heldout_fraction: float = 0.0
+    no_preference: NoPreference = "soft"
+    capacity: int = 100_000
+    predict_batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.input not in ("image", "state", "both"):
+            raise ConfigError(f"reward input must be 'image', 'state' or 'both', got {self.input!r}")
+        if self.state_kind not in ("obs_action", "obs", "next_obs"):
+            raise ConfigError(f"reward state_kind must be 'obs_action', 'obs' or 'next_obs', got {self.state_kind!r}")
+        if self.no_preference not in ("soft", "drop"):
+            raise ConfigError(f"reward no_preference must be 'soft' or 'drop', got {self.no_preference!r}")
+        if self.uses_frames and self.frame_size < min_frame_size():
+            raise ConfigError(f"reward frame_size must be >= {min_frame_size()} for the conv encoder, got {self.frame_size}")
+        if self.uses_states and self.state_dim < 1:
+            raise ConfigError(f"reward input {self.input!r} needs state_dim >= 1, got {self.state_dim}")
+        if len(self.conv_channels) != len(CONV_KERNELS) or min(self.conv_channels) < 1:
+            raise ConfigError(f"reward conv_channels must be {len(CONV_KERNELS)} positive ints, got {self.conv_channels}")
+        if self.hidden_sizes is not None and any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"reward hidden_sizes must be positive, got {self.hidden_sizes}")
+        for name in ("ensemble_size", "batch_size", "max_epochs", "capacity", "predict_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"reward {name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"reward lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"reward weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 < self.early_stop_acc <= 1.0:
+            raise ConfigError(f"reward early_stop_acc must be in (0, 1], got {self.early_stop_acc}")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ConfigError(f"reward heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+
+    @property
+    def uses_frames(self) -> bool:
+        """Whether members read frames."""
+        return self.input in ("image", "both")
+
+    @property
+    def uses_states(self) -> bool:
+        """Whether members read state vectors."""
+        return self.input in ("state", "both")
+
+    @property
+    def head_hidden_sizes(self) -> tuple[int, ...]:
+        """The MLP head's hidden layers, with the reference default resolved."""
+        if self.hidden_sizes is not None:
+            return self.hidden_sizes
+        return () if self.input == "image" else STATE_HIDDEN_DEFAULT
+
+
+def conv_output_size(frame_size: int) -> int:
+    """Spatial side of the conv encoder's output for a square input of side ``frame_size``."""
+    size = frame_size
+    for kernel, stride in zip(CONV_KERNELS, CONV_STRIDES):
+        size = (size - kernel) // stride + 1
+    return size
+
+
+def min_frame_size() -> int:
+    """Smallest frame side the conv encoder accepts (its output must be at least 1x1)."""
+    size = 1
+    for kernel, stride in zip(reversed(CONV_KERNELS), reversed(CONV_STRIDES)):
+        size = (size - 1) * stride + kernel
+    return size
