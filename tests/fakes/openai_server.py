@@ -251,7 +251,7 @@ def _make_handler(fake: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
+            if self.path.split("?")[0].rstrip("/") == "/v1/models":
                 self._send(FakeResponse(200, json.dumps({"object": "list", "data": [{"id": "fake-vlm", "object": "model"}]}).encode()))
             else:
                 self._send(FakeResponse.error(404, f"no route {self.path}"))
@@ -268,7 +268,7 @@ def _make_handler(fake: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 fake._in_flight += 1
                 fake.max_in_flight = max(fake.max_in_flight, fake._in_flight)
             try:
-                if not self.path.rstrip("/").endswith("/chat/completions"):
+                if self.path.split("?")[0].rstrip("/") != "/v1/chat/completions":
                     with fake._lock:
                         fake.requests.append(request)
                     self._send(FakeResponse.error(404, f"no route {self.path}", type_="invalid_request_error"))
