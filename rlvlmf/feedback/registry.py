@@ -19,6 +19,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from rlvlmf.errors import ConfigError, MissingDependencyError, UnknownNameError
 from rlvlmf.feedback.base import Backend
@@ -91,7 +92,7 @@ def parse_spec(spec: str) -> BackendSpec:
         raise ConfigError(f"backend spec {spec!r} has no family; expected family[:model][@base_url], e.g. openai:gpt-4o")
     if sep and not model:
         raise ConfigError(f"backend spec {spec!r} has an empty model after ':'")
-    if base_url is not None and base_url.rstrip("/") in ("http:/", "https:/"):
+    if base_url is not None and not urlsplit(base_url).netloc:
         raise ConfigError(f"backend spec {spec!r} has an empty base URL after '@'")
     return BackendSpec(family=family, model=model or None, base_url=base_url)
 
