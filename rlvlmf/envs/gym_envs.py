@@ -9,6 +9,7 @@ have no cameras. Ground truth is the env's own step reward; ``info`` is passed t
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -77,6 +78,10 @@ def make_gym_env(
         raise ConfigError(f"{env_id} is not a MuJoCo env and has no cameras; drop the camera option")
     if mujoco_based:
         kwargs.update(width=width, height=height)
+    else:
+        # pygame-drawn envs call pygame.init(), whose audio start-up prints an error on
+        # headless machines; offscreen frames need no sound.
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     try:
         env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
     except gym.error.DependencyNotInstalled as exc:

@@ -197,7 +197,7 @@ PRESETS: dict[str, Preset] = {
                 observation_doc=METAWORLD_OBSERVATION_DOC,
             ),
             camera="corner",
-            crop=Crop(top=120, left=40, height=320, width=320),
+            crop=Crop(top=150, left=100, height=240, width=240),
             max_episode_steps=500,
             **_METAWORLD_FRAMES,
         ),
