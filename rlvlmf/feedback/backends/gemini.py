@@ -1,0 +1,232 @@
+"""``gemini:MODEL[@URL]``: Google's Gemini API in its native ``generateContent`` REST format.
+
+``POST {base}/v1beta/models/{model}:generateContent`` with the key in the
+``x-goog-api-key`` header. Images go as ``inline_data`` PNG parts. The label question asks
+for ``responseMimeType: text/x.enum`` with the allowed labels as a string enum, so the model
+can only answer one of them; a server that rejects the schema is asked in plain text from
+then on (the parser reads both).
+
+Base URL: the spec's ``@URL`` (a proxy, gateway or regional endpoint; ``/v1beta`` is added
+unless the URL already ends in an API version), else Google's endpoint.
+
+API key: ``$GEMINI_API_KEY``, else ``$GOOGLE_API_KEY`` (or the variable named by
+``api_key_env``), read when the backend is built and kept in memory only. Required for
+Google's endpoint; optional behind a custom URL.
+
+A blocked prompt (``promptFeedback.blockReason``), a candidate stopped for safety,
+recitation or prohibited content, and a response without candidates become refusals:
+the pair is recorded as an abstain with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from rlvlmf import __version__
+from rlvlmf.errors import ConfigError
+from rlvlmf.feedback.base import BackendError
+from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.http import LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.images import to_base64_png
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+BLOCKING_FINISH_REASONS = frozenset(
+    {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "LANGUAGE",
+     "MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"}
+)
+"""Finish reasons that mean the model's answer was withheld, not just cut short."""
+
+_API_VERSION = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
+_STRUCTURED_REJECTED = re.compile(r"response_?schema|response_?mime_?type|responseSchema|responseMimeType|enum", re.IGNORECASE)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def is_official(base_url: str) -> bool:
+    """Whether a base URL is Google's own Gemini API (which needs a key)."""
+    return (urlsplit(base_url).hostname or "").lower().endswith("googleapis.com")
+
+
+class GeminiBackend(ChatBackend):
+    """Gemini ``generateContent`` backend.
+
+    Args:
+        model: Model name (``gemini-2.5-flash``); a leading ``models/`` is accepted.
+        base_url: API root; ``None`` -> Google's endpoint. ``/v1beta`` is appended unless
+            the URL already ends with an API version.
+        protocol: Prompting protocol (two-stage by default).
+        timeout_s: Per-request timeout in seconds.
+        structured_output: Ask for an enum answer (``text/x.enum``) on the label question.
+        thinking_budget: Thinking tokens for 2.5-series models (``-1`` = the model's default,
+            ``0`` = off where the model allows). Thinking is billed as output and counts
+            against ``maxOutputTokens``, so a short answer budget may need it low.
+        api_key_env: Variable holding the key; empty = ``GEMINI_API_KEY`` then ``GOOGLE_API_KEY``.
+
+    Raises:
+        ConfigError: No key for Google's endpoint, or a bad option.
+    """
+
+    family = "gemini"
+    key_env = KEY_ENVS
+    description = "Google Gemini generateContent API (inline PNG images, enum-constrained answers); @URL for proxies"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        protocol: ProtocolConfig | None = None,
+        timeout_s: float = 60.0,
+        structured_output: bool = True,
+        thinking_budget: int = -1,
+        api_key_env: str = "",
+    ) -> None:
+        model = model.strip().removeprefix("models/") if model else model
+        base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise ConfigError(f"gemini: base URL {base_url!r} must start with http:// or https://")
+        if thinking_budget < -1:
+            raise ConfigError(f"gemini: thinking_budget must be -1 (model default), 0 (off) or a token count, got {thinking_budget}")
+        if api_key_env and not _ENV_NAME.fullmatch(api_key_env):
+            raise ConfigError(f"gemini: api_key_env {api_key_env!r} is not an environment variable name")
+        key_envs = (api_key_env,) if api_key_env else KEY_ENVS
+        self._api_key = next((os.environ[name] for name in key_envs if os.environ.get(name)), None)
+        self._key_hint = " or ".join(key_envs)
+        if self._api_key is None and is_official(base_url):
+            raise ConfigError(f"gemini: set {self._key_hint} to use {base_url} (create a key at https://aistudio.google.com/apikey)")
+        self.structured_output = structured_output
+        self.thinking_budget = thinking_budget
+        self._structured_supported = True
+        root = base_url if _API_VERSION.search(base_url) else f"{base_url}/v1beta"
+        self.endpoint = f"{root}/models/{quote(model, safe='-._~')}:generateContent"
+        self._client = LoopLocalClient(self._make_client)
+
+    def _make_client(self) -> httpx.AsyncClient:
+        headers = {"User-Agent": f"rlvlmf/{__version__}"}
+        if self._api_key is not None:
+            headers["x-goog-api-key"] = self._api_key
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=default_limits(), headers=headers,
+                                 event_hooks={"response": [_retry_info_as_header]})
+
+    def _identity_extra(self) -> dict[str, Any]:
+        return {"thinking_budget": self.thinking_budget} if self.thinking_budget != -1 else {}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def achat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        choices: Sequence[str] | None = None,
+        max_tokens: int = 512,
+    ) -> ChatReply:
+        system = [m for m in messages if m.role == "system"]
+        payload: dict[str, Any] = {"contents": [_content(m) for m in messages if m.role != "system"]}
+        if system:
+            payload["systemInstruction"] = {"parts": [_part(p) for m in system for p in m.parts]}
+        config: dict[str, Any] = {"temperature": self.protocol.temperature, "maxOutputTokens": max_tokens, "candidateCount": 1}
+        if self.thinking_budget != -1:
+            config["thinkingConfig"] = {"thinkingBudget": self.thinking_budget}
+        structured = bool(choices) and self.structured_output and self._structured_supported
+        if structured:
+            config["responseMimeType"] = "text/x.enum"
+            config["responseSchema"] = {"type": "STRING", "enum": list(choices or ())}
+        payload["generationConfig"] = config
+        try:
+            data = await self._post(payload)
+        except BackendError as exc:
+            if not (structured and exc.status == 400 and _STRUCTURED_REJECTED.search(str(exc))):
+                raise
+            log.warning("gemini: %s rejected the enum response schema; asking in plain text from now on", self.base_url)
+            self._structured_supported = False
+            structured = False
+            del config["responseMimeType"], config["responseSchema"]
+            data = await self._post(payload)
+        reply = parse_response(data)
+        reply.meta["structured"] = structured
+        return reply
+
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await post_json(self._client.get(), self.endpoint, payload, provider="gemini",
+                               secrets=(self._api_key,), auth_hint=f"check {self._key_hint}")
+
+
+def _part(part: str | Any) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"text": part}
+    return {"inline_data": {"mime_type": "image/png", "data": to_base64_png(part)}}
+
+
+def _content(message: ChatMessage) -> dict[str, Any]:
+    return {"role": "model" if message.role == "assistant" else "user", "parts": [_part(p) for p in message.parts]}
+
+
+def parse_response(data: dict[str, Any]) -> ChatReply:
+    """Read a ``generateContent`` response body into a ``ChatReply``.
+
+    Thought-summary parts are left out of the text; thinking tokens are billed as output.
+    Blocked prompts, withheld candidates and empty responses become ``refusal``s.
+    """
+    usage = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
+    input_tokens = _int(usage.get("promptTokenCount"))
+    output_tokens = _int(usage.get("candidatesTokenCount")) + _int(usage.get("thoughtsTokenCount"))
+    meta: dict[str, Any] = {k: data[k] for k in ("modelVersion", "responseId") if isinstance(data.get(k), str)}
+    feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
+    candidates = data.get("candidates") if isinstance(data.get("candidates"), list) else []
+    candidate = candidates[0] if candidates and isinstance(candidates[0], dict) else None
+
+    def refused(reason: str) -> ChatReply:
+        return ChatReply(text="", input_tokens=input_tokens, output_tokens=output_tokens, refusal=reason, meta=meta)
+
+    if feedback.get("blockReason"):
+        meta["block_reason"] = feedback["blockReason"]
+        return refused(f"prompt blocked: {feedback['blockReason']}")
+    if candidate is None:
+        return refused("no candidates")
+    finish = candidate.get("finishReason")
+    if isinstance(finish, str):
+        meta["finish_reason"] = finish
+    content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
+    parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+    text = "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought"))
+    if finish in BLOCKING_FINISH_REASONS:
+        return refused(f"finish reason {finish}")
+    return ChatReply(text=text, input_tokens=input_tokens, output_tokens=output_tokens, meta=meta)
+
+
+async def _retry_info_as_header(response: httpx.Response) -> None:
+    """Expose Google's ``RetryInfo.retryDelay`` (in the error body) as ``Retry-After``.
+
+    Gemini says how long to back off on 429 inside the JSON error, not in a header; the
+    shared error mapping reads the header, so the delay is copied there.
+    """
+    if response.status_code != 429 or "retry-after" in response.headers:
+        return
+    await response.aread()
+    try:
+        details = response.json()["error"]["details"]
+    except (ValueError, KeyError, TypeError):
+        return
+    for detail in details if isinstance(details, list) else []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        match = _DURATION.match(delay) if isinstance(delay, str) else None
+        if match:
+            response.headers["Retry-After"] = match.group(1)
+            return
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0
