@@ -261,3 +261,34 @@ def test_non_backend_exceptions_propagate_after_in_flight_calls_are_stored(tmp_p
     with pytest.raises(RuntimeError, match="bug in backend"):
         Labeler(backend, TASK, store, config(max_in_flight=4)).label(random_pairs(rng, 4))
     assert len(store) == 3  # the three other calls in flight were kept
+
+
+# --------------------------------------------------------------------------- end to end over HTTP
+
+
+def test_openai_backend_through_labeler_and_store(tmp_path: Path, rng: np.random.Generator) -> None:
+    from rlvlmf.feedback.registry import make_backend
+    from tests.fakes.openai_server import FakeOpenAIServer, FakeResponse
+
+    pairs = random_pairs(rng, 6, size=16)
+    with FakeOpenAIServer(delay_s=0.05) as server:
+        # One 429 with Retry-After and one 500 on the way: both retried, nothing lost.
+        server.push(FakeResponse.error(429, "rate limited", retry_after="0.1"), FakeResponse.error(500, "oops"))
+        store = QueryStore(tmp_path)
+        backend = make_backend(f"openai:fake-vlm@{server.url}")
+        with Labeler(backend, TASK, store, config(max_in_flight=3), run_id="e2e") as labeler:
+            cold = labeler.label(pairs)
+            assert labeler.stats.retries == 2
+        assert not any(r.failed for r in cold)
+        assert all(r.label is Label.SECOND for r in cold)  # the fake server's default
+        assert server.count == 2 * 6 + 2  # two stages per pair, plus the two refused requests
+        rows = list(store.iter_queries(run_id="e2e"))
+        assert len(rows) == 6 and sum(r.attempts for r in rows) == 6 + 2
+        assert all(len(r.stages) == 2 and r.input_tokens > 0 and r.model == "fake-vlm" for r in rows)
+
+        count = server.count
+        warm_backend = make_backend(f"openai:fake-vlm@{server.url}")
+        with Labeler(warm_backend, TASK, QueryStore(tmp_path), config(), run_id="e2e-warm") as labeler:
+            warm = labeler.label(pairs)
+        assert server.count == count  # zero calls counted at the server
+        assert [r.answer for r in warm] == [r.answer for r in cold]
