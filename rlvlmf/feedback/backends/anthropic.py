@@ -1,0 +1,204 @@
+"""``anthropic:MODEL[@URL]``: Anthropic's Messages API (Claude).
+
+``POST {base}/v1/messages`` with ``x-api-key`` and ``anthropic-version: 2023-06-01``.
+Images go as base64 PNG ``image`` blocks. The label question forces a call of a one-field
+tool, ``answer``, whose input schema is an enum of the allowed labels; the tool input is
+the answer. A server that rejects tools is asked in plain text from then on (the parser
+reads both). ``stop_reason: refusal`` is recorded as an abstain.
+
+Base URL: the spec's ``@URL`` (a proxy or gateway; ``/v1`` is added unless the URL already
+ends with it), else ``https://api.anthropic.com``.
+
+API key: ``$ANTHROPIC_API_KEY`` (or the variable named by ``api_key_env``), read when the
+backend is built and kept in memory only. Required for api.anthropic.com; optional behind
+a custom URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from rlvlmf import __version__
+from rlvlmf.errors import ConfigError
+from rlvlmf.feedback.base import BackendError
+from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.http import LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.images import to_base64_png
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
+API_VERSION = "2023-06-01"
+TOOL_NAME = "answer"
+
+TOOL_MIN_TOKENS = 64
+"""Token floor for a forced tool call: the call's JSON wrapper costs tokens beyond the
+label itself, and a call cut off by ``max_tokens`` has no usable input."""
+
+_STRUCTURED_REJECTED = re.compile(r"tool", re.IGNORECASE)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_official(base_url: str) -> bool:
+    """Whether a base URL is Anthropic's own API (which needs a key)."""
+    return (urlsplit(base_url).hostname or "").lower() == "api.anthropic.com"
+
+
+class AnthropicBackend(ChatBackend):
+    """Anthropic Messages API backend.
+
+    Args:
+        model: Model name (``claude-sonnet-4-5``, ``claude-haiku-4-5-20251001``).
+        base_url: API root; ``None`` -> ``https://api.anthropic.com``.
+        protocol: Prompting protocol (two-stage by default).
+        timeout_s: Per-request timeout in seconds.
+        structured_output: Force the ``answer`` tool on the label question.
+        api_key_env: Environment variable holding the key.
+
+    Raises:
+        ConfigError: No key for api.anthropic.com, or a bad option.
+    """
+
+    family = "anthropic"
+    key_env = (DEFAULT_KEY_ENV,)
+    description = "Anthropic Messages API (base64 PNG image blocks, answers via a forced tool call); @URL for proxies"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        protocol: ProtocolConfig | None = None,
+        timeout_s: float = 60.0,
+        structured_output: bool = True,
+        api_key_env: str = DEFAULT_KEY_ENV,
+    ) -> None:
+        base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise ConfigError(f"anthropic: base URL {base_url!r} must start with http:// or https://")
+        if not _ENV_NAME.fullmatch(api_key_env):
+            raise ConfigError(f"anthropic: api_key_env {api_key_env!r} is not an environment variable name")
+        self._api_key = os.environ.get(api_key_env) or None
+        self._api_key_env = api_key_env
+        if self._api_key is None and is_official(base_url):
+            raise ConfigError(f"anthropic: set {api_key_env} to use {base_url} (keys: https://console.anthropic.com/settings/keys)")
+        self.structured_output = structured_output
+        self._structured_supported = True
+        self.endpoint = f"{base_url}/messages" if base_url.endswith("/v1") else f"{base_url}/v1/messages"
+        self._client = LoopLocalClient(self._make_client)
+
+    def _make_client(self) -> httpx.AsyncClient:
+        headers = {"User-Agent": f"rlvlmf/{__version__}", "anthropic-version": API_VERSION}
+        if self._api_key is not None:
+            headers["x-api-key"] = self._api_key
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=default_limits(), headers=headers)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def achat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        choices: Sequence[str] | None = None,
+        max_tokens: int = 512,
+    ) -> ChatReply:
+        system = "\n".join(p for m in messages if m.role == "system" for p in m.parts if isinstance(p, str))
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "temperature": self.protocol.temperature,
+            "messages": [_message(m) for m in messages if m.role != "system"],
+        }
+        if system:
+            payload["system"] = system
+        structured = bool(choices) and self.structured_output and self._structured_supported
+        if structured:
+            payload.update(_forced_tool(choices or ()))
+            payload["max_tokens"] = max(max_tokens, TOOL_MIN_TOKENS)
+        try:
+            data = await self._post(payload)
+        except BackendError as exc:
+            if not (structured and exc.status == 400 and _STRUCTURED_REJECTED.search(str(exc))):
+                raise
+            log.warning("anthropic: %s rejected the forced tool call; asking in plain text from now on", self.base_url)
+            self._structured_supported = structured = False
+            for key in ("tools", "tool_choice"):
+                del payload[key]
+            payload["max_tokens"] = max_tokens
+            data = await self._post(payload)
+        reply = parse_response(data)
+        reply.meta["structured"] = structured
+        return reply
+
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await post_json(self._client.get(), self.endpoint, payload, provider="anthropic",
+                               secrets=(self._api_key,), auth_hint=f"check {self._api_key_env}")
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, str):
+            content.append({"type": "text", "text": part})
+        else:
+            content.append({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": to_base64_png(part)}})
+    return {"role": message.role, "content": content}
+
+
+def _forced_tool(choices: Sequence[str]) -> dict[str, Any]:
+    """``tools`` + ``tool_choice`` making the model answer ``{"answer": <one of choices>}``."""
+    return {
+        "tools": [{
+            "name": TOOL_NAME,
+            "description": "Record your final answer.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "enum": list(choices)}},
+                "required": ["answer"],
+            },
+        }],
+        "tool_choice": {"type": "tool", "name": TOOL_NAME},
+    }
+
+
+def parse_response(data: dict[str, Any]) -> ChatReply:
+    """Read a Messages API response into a ``ChatReply``.
+
+    The text is the forced tool's ``answer`` when the model called it, else the text blocks
+    joined. ``stop_reason: refusal`` becomes a refusal.
+
+    Raises:
+        BackendError: The body is not a message (no ``content`` list).
+    """
+    content = data.get("content")
+    if not isinstance(content, list):
+        raise BackendError(f"anthropic: response has no content (keys: {sorted(data)[:10]})")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    input_tokens = sum(_int(usage.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    stop = data.get("stop_reason")
+    meta = {k: v for k, v in (("model", data.get("model")), ("stop_reason", stop), ("id", data.get("id"))) if isinstance(v, str)}
+    blocks = [b for b in content if isinstance(b, dict)]
+    text = "".join(b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str))
+    tool = next((b for b in blocks if b.get("type") == "tool_use" and b.get("name") == TOOL_NAME), None)
+    if tool is not None:
+        answer = tool.get("input", {}).get("answer") if isinstance(tool.get("input"), dict) else None
+        # An input without a string answer is kept verbatim so the parser records it as unparseable.
+        text = answer if isinstance(answer, str) else json.dumps(tool.get("input"))
+    refusal = "refusal" if stop == "refusal" else None
+    return ChatReply(text=text, input_tokens=input_tokens, output_tokens=_int(usage.get("output_tokens")),
+                     refusal=refusal, meta=meta)
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0
