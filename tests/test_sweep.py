@@ -231,8 +231,7 @@ def test_ray_missing_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_ray_sweep_completes(tmp_path: Path, fake_train) -> None:
     ray = pytest.importorskip("ray")
     specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=tmp_path)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
+    try:  # "local" makes run_sweep start a fresh single-machine Ray instance
         result = run_sweep(specs, workers=2, ray_address="local", command_for=fake_train)
     finally:
         ray.shutdown()
