@@ -424,7 +424,12 @@ def _run_locally(jobs: list[_Job], workers: int, env: Mapping[str, str], record:
     def run(job: _Job) -> RunOutcome:
         if stopping.is_set():
             return RunOutcome(job.spec, job.state, None)
-        returncode, wall = execute(job.argv, job.log, env, started)
+        try:
+            returncode, wall = execute(job.argv, job.log, env, started)
+        except OSError as exc:  # e.g. the command does not exist: fail this run, not the sweep
+            with job.log.open("a") as handle:
+                handle.write(f"could not start {job.argv[0]!r}: {exc}\n")
+            returncode, wall = 127, 0.0
         return RunOutcome(job.spec, job.state, returncode, wall, job.log)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep")

@@ -171,6 +171,18 @@ def test_failed_run_is_reported_and_the_rest_complete(tmp_path: Path, fake_train
     assert run_state(specs[1].run_dir) is RunState.FINISHED
 
 
+def test_run_that_cannot_start_fails_alone(tmp_path: Path, fake_train) -> None:
+    specs = expand_grid(["a", "b"], [0], [Variant("env", reward="env")], out=tmp_path)
+
+    def command_for(spec: RunSpec, state: RunState) -> list[str]:
+        return [str(tmp_path / "no-such-program")] if spec.preset == "a" else fake_train(spec, state)
+
+    result = run_sweep(specs, command_for=command_for)
+    assert [(o.spec.preset, o.returncode) for o in result.failed] == [("a", 127)]
+    assert "could not start" in (tmp_path / "logs" / f"{specs[0].name}.log").read_text()
+    assert run_state(specs[1].run_dir) is RunState.FINISHED
+
+
 DRIVER = textwrap.dedent(
     """
     import signal
