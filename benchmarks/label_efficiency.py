@@ -50,7 +50,7 @@ Other noise: ``scripted:stoc`` (Bradley-Terry, beta 1), ``scripted:equal``, ``sc
 NOISY_OVERRIDES: tuple[str, ...] = ()
 """Extra ``--set`` overrides for the noisy teacher, if its noise is set through the config."""
 
-BUDGET_KEY = "reward.max_feedback"
+BUDGET_KEY = "max_feedback"
 """Config key of the total label budget, used by ``--budgets`` (``--set KEY=N``)."""
 # -------------------------------------------------------------------------------------------
 
