@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import importlib
 import inspect
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +59,23 @@ def _load(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), attr)
 
 
+_RENDERING_ENVS: weakref.WeakSet[gym.Env] = weakref.WeakSet()
+
+
+def _close_rendering_envs() -> None:
+    for env in list(_RENDERING_ENVS):
+        env.close()
+
+
 class TaskWrapper(gym.Wrapper):
     """Outermost wrapper carrying what the env is about.
 
     Read with ``env.get_wrapper_attr("task")`` / ``("preset")`` / ``("family_spec")``.
+
+    It also closes envs that rendered at interpreter exit if the caller did not: dm_control and
+    MuJoCo each terminate the shared EGL display in their own exit hooks, and a renderer freed
+    after that prints a screen of EGL errors. Exit hooks run last-registered first, so ours is
+    registered again after every env's first frame, i.e. after any hook that frame created.
     """
 
     def __init__(self, env: gym.Env, task: TaskDescription, preset: Preset | None, family_spec: str):
@@ -68,6 +83,26 @@ class TaskWrapper(gym.Wrapper):
         self.task = task
         self.preset = preset
         self.family_spec = family_spec
+        self._rendered = False
+        self._closed = False
+
+    def render(self) -> Any:
+        """Render through the wrapped env (see ``make_env`` for the frame shape)."""
+        frame = self.env.render()
+        if not self._rendered and not self._closed:
+            self._rendered = True
+            _RENDERING_ENVS.add(self)
+            atexit.unregister(_close_rendering_envs)
+            atexit.register(_close_rendering_envs)
+        return frame
+
+    def close(self) -> None:
+        """Free renderers and physics; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        _RENDERING_ENVS.discard(self)
+        super().close()
 
 
 def split_spec(spec: str) -> tuple[str, str]:
