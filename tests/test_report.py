@@ -152,6 +152,11 @@ def test_partial_group_and_sweep_labels(tmp_path: Path) -> None:
     make_run(root, "b", preset="walker", reward="preference", seed=1, final=30.0, finished=False, labels=80, cost=0.2)
     (root / MANIFEST_NAME).write_text(json.dumps({"runs": {"a": {"method": "noisy"}, "b": {"method": "noisy"}}}))
     assert load_run(root / "a").method == "noisy"  # the sweep's label wins over reward + backend
+    config = json.loads((root / "b" / "config.json").read_text())
+    (root / "b" / "config.json").write_text(json.dumps({**config, "backend_options": ["eps_mistake=0.2"]}))
+    (root / MANIFEST_NAME).unlink()
+    assert load_run(root / "b").method == "preference:scripted[eps_mistake=0.2]"
+    (root / MANIFEST_NAME).write_text(json.dumps({"runs": {"a": {"method": "noisy"}, "b": {"method": "noisy"}}}))
     (group,) = build_report(find_runs([root / "a", root / "b"]), rng=np.random.default_rng(0), reps=100).groups
     assert group.partial and group.finished == 0 and group.final_return.point == pytest.approx(20.0)
     # Without summary.json, labels and cost are the latest values in metrics.csv.

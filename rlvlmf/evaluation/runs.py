@@ -95,7 +95,11 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     config = _read_json(run_dir / "config.json")
     summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else None
     entry = read_manifest(run_dir.parent).get(run_dir.name) if (run_dir.parent / MANIFEST_NAME).exists() else None
-    method = entry["method"] if entry else method_label(_str_or_none(config.get("reward")), _str_or_none(config.get("backend")))
+    if entry:
+        method = str(entry["method"])
+    else:  # backend options (e.g. teacher noise) distinguish methods that share a backend
+        options = [str(o) for o in config.get("backend_options") or ()]
+        method = method_label(_str_or_none(config.get("reward")), _str_or_none(config.get("backend")), options)
     task = str(config.get("preset") or (entry or {}).get("preset") or "unknown")
     seed = config.get("seed", (entry or {}).get("seed"))
     last_metrics = _last_metrics(run_dir / "metrics.csv")
