@@ -1,0 +1,166 @@
+"""Audit report: numbers match a store with known contents, model text stays text, Chromium renders it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rlvlmf.audit.report import AuditConfig, write_audit_report
+from rlvlmf.audit.stats import ABSTAIN, CORRECT, FAILED, NO_GT, WRONG, flip_stats, gap_bins, outcome
+from rlvlmf.envs.task import TaskDescription
+from rlvlmf.feedback.base import Answer, FramePair, Label
+from rlvlmf.feedback.store import QueryStore, frame_hash, query_key
+
+TASK = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",))
+IDENTITY = {"family": "fake", "model": "fake-vlm-1"}
+HOSTILE = "<script>alert(1)</script>"
+
+# (first return, second return, stored label, expected outcome); None returns = no ground truth.
+CASES: list[tuple[float | None, float | None, int, str]] = [
+    (0.0, 0.1, 1, CORRECT),
+    (0.0, 0.2, 0, WRONG),
+    (0.5, 0.3, 0, CORRECT),
+    (0.0, 0.9, 1, CORRECT),
+    (1.0, 0.0, 0, CORRECT),
+    (0.0, 1.0, -1, ABSTAIN),
+    (0.4, 0.4, 1, NO_GT),
+    (None, None, 0, NO_GT),
+]
+
+
+def _pair(rng: np.random.Generator, r1: float | None, r2: float | None, size: int = 24) -> FramePair:
+    first, second = (rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(2))
+    rewards = (None, None) if r1 is None else (np.array([r1]), np.array([r2]))
+    return FramePair(first, second, *rewards)
+
+
+def _record(store: QueryStore, pair: FramePair, answer: Answer | None, error: str | None = None) -> str:
+    key = query_key(IDENTITY, TASK, frame_hash(pair.first), frame_hash(pair.second))
+    store.record(key, pair, TASK, IDENTITY, answer, run_id="run-1", error=error)
+    return key
+
+
+def build_store(root: Path, rng: np.random.Generator) -> tuple[QueryStore, list[str]]:
+    """The store of CASES, plus the 4th pair asked swapped (a position flip) and one failed query."""
+    store = QueryStore(root)
+    keys = []
+    pairs = []
+    for i, (r1, r2, label, _) in enumerate(CASES):
+        pair = _pair(rng, r1, r2)
+        pairs.append(pair)
+        stages = (HOSTILE if i == 1 else f"stage one of pair {i}", str(label))
+        reason = "no difference" if label == -1 else None
+        answer = Answer(Label(label), None, stages, reason, input_tokens=100, output_tokens=10, latency_s=0.5 + i, cost_usd=0.01)
+        keys.append(_record(store, pair, answer))
+    # Same raw label in the other order: the preference followed the position.
+    keys.append(_record(store, pairs[3].swapped(), Answer(Label.SECOND, None, ("swapped", "1"), None, 100, 10, 2.0, 0.01)))
+    keys.append(_record(store, _pair(rng, 0.0, 1.0), None, error="HTTP 500 from server"))
+    return store, keys
+
+
+def test_outcomes_bins_and_flips(tmp_path: Path, rng: np.random.Generator) -> None:
+    store, _ = build_store(tmp_path / "q", rng)
+    rows = list(store.iter_queries())
+    assert [outcome(r) for r in rows] == [case[3] for case in CASES] + [WRONG, FAILED]
+    bins = gap_bins(rows, num_bins=2)
+    # Gaps run to 1.0: [0, 0.5) holds 0.1 c, 0.2 w, 0.2 c; [0.5, 1.0] holds 0.9 c, 1.0 c, 1.0 abstain, 0.9 w (swapped).
+    assert [(b.low, b.high) for b in bins] == [(0.0, 0.5), (0.5, 1.0)]
+    assert [(b.correct, b.wrong, b.abstain) for b in bins] == [(2, 1, 0), (2, 1, 1)]
+    assert bins[0].agreement == pytest.approx(2 / 3)
+    explicit = gap_bins(rows, edges=[0.0, 0.15, 2.0])
+    assert [(b.correct, b.wrong, b.abstain) for b in explicit] == [(1, 0, 0), (3, 2, 1)]
+    flips = flip_stats(rows)
+    assert (flips.both_orders, flips.compared, flips.flips, flips.flip_rate) == (1, 1, 1, 1.0)
+
+
+def _cell(page: str, ident: str) -> str:
+    match = re.search(rf'id="{re.escape(ident)}">([^<]*)<', page)
+    assert match, ident
+    return match.group(1)
+
+
+def test_report_numbers_escaping_and_side_files(tmp_path: Path, rng: np.random.Generator) -> None:
+    store, keys = build_store(tmp_path / "q", rng)
+    (store.root / "codegen").mkdir()
+    (store.root / "codegen" / "drawer.json").write_text(
+        json.dumps({"prompt": "write reward", "answer": "```python\n<b>x</b>```", "code": "def reward(obs): return 1 < 2", "verification": {"passed": True}})
+    )
+    out = tmp_path / "report" / "audit.html"
+    result = write_audit_report(store, out, AuditConfig(num_bins=2, thumb_size=16))
+    page = out.read_text(encoding="utf-8")
+
+    assert _cell(page, "stat-queries") == "10"
+    assert _cell(page, "stat-ok") == "9"
+    assert _cell(page, "stat-failed") == "1"
+    assert _cell(page, "stat-correct") == "4"
+    assert _cell(page, "stat-wrong") == "2"
+    assert _cell(page, "stat-agreement") == f"{4 / 6:.3f}"
+    assert _cell(page, "stat-label-none") == "1"
+    assert _cell(page, "stat-flip-rate") == "1.000"
+    assert _cell(page, "stat-cost") == f"{0.01 * 9:.4f}"
+    assert _cell(page, "confusion-second-first") == "1"
+    assert _cell(page, "confusion-second-second") == "2"
+    assert _cell(page, "confusion-first-second") == "1"
+    assert _cell(page, "confusion-tie-second") == "1"
+    assert _cell(page, "confusion-unknown-first") == "1"
+    bin_rows = re.findall(r'<tr class="bin">(.*?)</tr>', page)
+    assert [re.findall(r"<td>([^<]*)</td>", r)[2:6] for r in bin_rows] == [["3", "2", "1", "0"], ["4", "2", "1", "1"]]
+    assert page.count('class="pair ') == 10
+
+    # The hostile answer is shown as text, never as markup; so is the codegen record.
+    assert HOSTILE not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "return 1 &lt; 2" in page
+    assert page.count("<script>") == 1  # only the report's own filter script
+
+    numbers = json.loads((result.files_dir / "stats.json").read_text())
+    assert numbers["outcomes"] == {CORRECT: 4, WRONG: 2, ABSTAIN: 1, NO_GT: 2, FAILED: 1}
+    assert numbers["agreement"] == pytest.approx(4 / 6)
+    assert [b["correct"] for b in numbers["gap_bins"]] == [2, 2]
+    for path in result.plots.values():
+        with Image.open(path) as image:
+            assert image.size[0] > 100 and np.asarray(image).std() > 0
+    with open(result.files_dir / "relabel.csv", newline="") as handle:
+        template = list(csv.DictReader(handle))
+    assert sorted(r["key"] for r in template) == sorted([keys[1], keys[5], keys[8]])  # wrong, abstain, swapped wrong
+    assert all(r["label"] == "" for r in template)
+    assert result.listed == 10 and result.relabel_rows == 3
+
+
+def test_report_caps_pairs_and_filters_run(tmp_path: Path, rng: np.random.Generator) -> None:
+    store, _ = build_store(tmp_path / "q", rng)
+    result = write_audit_report(store, tmp_path / "a.html", AuditConfig(max_pairs=3))
+    page = (tmp_path / "a.html").read_text(encoding="utf-8")
+    assert result.listed == 3 and page.count('class="pair ') == 3
+    assert 'class="pair wrong"' in page  # wrong pairs come first
+    with pytest.raises(Exception, match="no queries for run 'other'"):
+        write_audit_report(store, tmp_path / "b.html", AuditConfig(run_id="other"))
+
+
+def test_report_renders_in_headless_chromium(tmp_path: Path, rng: np.random.Generator) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    store, _ = build_store(tmp_path / "q", rng)
+    out = tmp_path / "audit.html"
+    write_audit_report(store, out, AuditConfig())
+    shot = tmp_path / "shot.png"
+    command = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,900", out.as_uri(),
+    ]  # fmt: skip
+    subprocess.run(command, capture_output=True, timeout=60, check=False)
+    assert shot.exists(), "chromium wrote no screenshot"
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert pixels.shape == (900, 1200)
+    assert pixels.std() > 5.0  # text, tables and plots, not a blank page
