@@ -262,3 +262,66 @@ def test_code_reward_is_fraction_of_checkers_satisfied() -> None:
     with CodeReward(program, LIMITS) as reward:
         np.testing.assert_array_equal(reward(obs), np.array([1.0, 0.5, 0.0], dtype=np.float32))
         assert set(reward.components(obs)) == {"subgoal_1", "goal"}
+
+
+# ----------------------------------------------------------------------------- CLI, over HTTP
+
+PENDULUM_BUGGY = """```python
+import numpy as np
+
+def subgoal_1(obs):
+    \"\"\"The pendulum is above horizontal.\"\"\"
+    return obs[:, 0] > 0.0
+
+def goal(obs):
+    \"\"\"Upright (always, by mistake).\"\"\"
+    return obs[:, 0] > -2.0
+```"""
+PENDULUM_GOOD = PENDULUM_BUGGY.replace("obs[:, 0] > -2.0", "(obs[:, 0] > 0.95) & (np.abs(obs[:, 2]) < 0.5)")
+
+
+def pendulum_swing_ups(n: int = 5, steps: int = 40) -> np.ndarray:
+    """(n, steps, 3) observations of a pendulum swung from hanging to upright and stopped."""
+    theta = np.linspace(np.pi, 0.0, steps) ** 2 / np.pi  # slows down near the top
+    speed = np.gradient(theta) * 20.0
+    one = np.stack([np.cos(theta), np.sin(theta), speed], axis=1)
+    return np.repeat(one[None], n, axis=0)
+
+
+def test_cli_codegen_against_local_openai_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fakes.openai_server import FakeOpenAIServer, FakeResponse
+
+    from rlvlmf.cli import main
+
+    success = tmp_path / "swing_ups.npz"
+    np.savez(success, episodes=pendulum_swing_ups())
+    out = tmp_path / "program.json"
+    with FakeOpenAIServer() as server:
+        server.push(FakeResponse.reply(PENDULUM_BUGGY, completion_tokens=90), FakeResponse.reply(PENDULUM_GOOD, completion_tokens=95))
+        code = main([
+            "codegen", "--preset", "pendulum", "--backend", f"openai:fake-coder@{server.url}",
+            "--success-trajs", str(success), "--random-episodes", "10", "--episode-steps", "50",
+            "--max-random-fire", "0.6", "--max-random-fire-subgoal", "1.0",
+            "--store", str(tmp_path / "store"), "--out", str(out), "--timeout-s", "5",
+        ])  # fmt: skip
+        requests = server.chat_requests()
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "attempt 1: failed: goal: fired on 100% of 10 random episodes" in printed
+    assert "attempt 2: passed" in printed
+    assert len(requests) == 2
+    assert "angular velocity" in requests[0].text()  # the preset's observation fields
+    assert "fired on 100% of 10 random episodes" in requests[1].text()
+    program = load_program(out)
+    assert program.function_names == ("subgoal_1", "goal")
+    (session,) = (tmp_path / "store" / "codegen").iterdir()
+    assert load_program(session.name, root=tmp_path / "store") == program
+    assert json.loads((session / "attempt-02.json").read_text())["verification"]["passed"] is True
+
+
+def test_cli_codegen_refuses_non_chat_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlvlmf.cli import main
+
+    code = main(["codegen", "--preset", "pendulum", "--backend", "scripted", "--store", str(tmp_path)])
+    assert code == 2
+    assert "not a chat model" in capsys.readouterr().err
