@@ -235,7 +235,7 @@ class ClipBackend(Backend):
 
     def identity(self) -> dict[str, Any]:
         c = self.config
-        return {"backend": self.family, "model": self.model_name, "score": c.score,
+        return {"family": self.family, "model": self.model_name, "score": c.score,
                 "softmax_temperature": c.softmax_temperature, "tie_margin": c.tie_margin,
                 "prob_temperature": c.prob_temperature, "dtype": c.dtype}
 
