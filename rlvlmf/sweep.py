@@ -78,15 +78,19 @@ class Variant:
     def from_args(
         cls, reward: str | None = None, backend: str | None = None, overrides: Sequence[str] = (), name: str | None = None
     ) -> Variant:
-        """A variant named after its reward, backend and overrides unless ``name`` is given."""
-        return cls(name or method_label(reward, backend, overrides), reward, backend, tuple(overrides))
+        """A variant named after its reward and backend unless ``name`` is given.
+
+        Overrides are left out of the default name (it would become unwieldy); a sweep that
+        reuses a name with other settings in the same folder is refused, see ``write_manifest``.
+        """
+        return cls(name or method_label(reward, backend), reward, backend, tuple(overrides))
 
 
 def method_label(reward: str | None, backend: str | None, overrides: Sequence[str] = ()) -> str:
     """Default method label: the reward, the backend for preference rewards, then overrides.
 
-    >>> method_label("preference", "scripted", ["labeler.eps_mistake=0.1"])
-    'preference:scripted[labeler.eps_mistake=0.1]'
+    >>> method_label("preference", "scripted:mistake", ["eps_mistake=0.2"])
+    'preference:scripted:mistake[eps_mistake=0.2]'
     """
     label = reward or "default"
     if backend and reward in (None, "preference"):
@@ -253,8 +257,34 @@ def expand_grid(
     return specs
 
 
+def check_manifest(specs: Sequence[RunSpec]) -> None:
+    """Refuse runs whose name is already recorded in ``sweep.json`` with other settings.
+
+    Without this, a second sweep with other ``--set`` values into the same folder would
+    find the first sweep's finished runs under the same names and silently skip them.
+
+    Raises:
+        ConfigError: A run name is taken by a run with a different method, preset, seed,
+            reward, backend, overrides or steps.
+    """
+    manifests: dict[Path, dict[str, dict[str, Any]]] = {}
+    for spec in specs:
+        recorded = manifests.setdefault(spec.out, read_manifest(spec.out)).get(spec.name)
+        if recorded is not None and recorded != spec.manifest_entry():
+            changed = sorted(k for k, v in spec.manifest_entry().items() if recorded.get(k) != v)
+            raise ConfigError(
+                f"run {spec.name} in {spec.out} was started with other settings ({', '.join(changed)} differ); "
+                "give this sweep another --method name or another --out folder"
+            )
+
+
 def write_manifest(specs: Sequence[RunSpec]) -> None:
-    """Record the runs in ``OUT/sweep.json`` of each output folder, keeping earlier entries."""
+    """Record the runs in ``OUT/sweep.json`` of each output folder, keeping earlier entries.
+
+    Raises:
+        ConfigError: See ``check_manifest``.
+    """
+    check_manifest(specs)
     by_out: dict[Path, list[RunSpec]] = {}
     for spec in specs:
         by_out.setdefault(spec.out, []).append(spec)

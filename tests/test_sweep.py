@@ -7,6 +7,7 @@ The runs are a small fake training script written to tmp_path that behaves like
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -111,7 +112,7 @@ def test_parse_seeds_and_names() -> None:
 
 def test_expand_grid_orders_seeds_outermost_and_builds_train_args(tmp_path: Path) -> None:
     variant = Variant.from_args("preference", "scripted", ["labeler.eps_mistake=0.1"])
-    assert variant.name == method_label("preference", "scripted", ["labeler.eps_mistake=0.1"])
+    assert variant.name == method_label("preference", "scripted") == "preference:scripted"
     assert method_label("env", "scripted") == "env"  # the backend is irrelevant without preferences
     specs = expand_grid(["dmc/cartpole", "walker"], [0, 1], [variant], out=tmp_path, steps=50, store=tmp_path / "q")
     assert [(s.seed, s.preset) for s in specs] == [(0, "dmc/cartpole"), (0, "walker"), (1, "dmc/cartpole"), (1, "walker")]
@@ -162,6 +163,20 @@ def test_sweep_resumes_without_redoing_finished_runs(tmp_path: Path, fake_train)
     steps = [json.loads(line)["step"] for line in (partial.run_dir / "eval.jsonl").read_text().splitlines()]
     assert steps == [100, 200, 300]  # continued, not restarted
     assert all(invocations(s.run_dir) == ["fresh"] for s in specs[2:])
+
+
+def test_reusing_a_name_with_other_settings_is_refused(tmp_path: Path, fake_train) -> None:
+    first = expand_grid(["a"], [0], [Variant.from_args("env", overrides=["x=1"])], out=tmp_path, steps=300)
+    run_sweep(first, command_for=fake_train)
+    for other in (Variant.from_args("env", overrides=["x=2"]), Variant.from_args("env", overrides=["x=1"])):
+        steps = 300 if other.overrides != ("x=1",) else 200
+        clash = expand_grid(["a"], [0], [other], out=tmp_path, steps=steps)
+        assert clash[0].name == first[0].name
+        with pytest.raises(ConfigError, match="other settings"):
+            run_sweep(clash, command_for=fake_train)
+    named = expand_grid(["a"], [0], [Variant.from_args("env", overrides=["x=2"], name="env-x2")], out=tmp_path)
+    assert not run_sweep(named, command_for=fake_train).failed  # a distinct name is fine
+    assert invocations(first[0].run_dir) == ["fresh"]
 
 
 def test_failed_run_is_reported_and_the_rest_complete(tmp_path: Path, fake_train) -> None:
@@ -259,3 +274,36 @@ def test_cli_dry_run_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert not out.exists()  # a dry run starts nothing
     assert main(["sweep", "--presets", "a", "--seeds", "x", "--out", str(out)]) == 2
     assert "seeds" in capsys.readouterr().err
+
+
+TINY_RUN = [  # a few hundred steps of pendulum: small nets, two short evaluations, no video
+    "seed_steps=50", "unsup_steps=50", "num_interact=100", "reward_batch=8", "max_feedback=16",
+    "eval_every=150", "eval_episodes=2", "eval_video=false", "checkpoint_every=150",
+    "sac.hidden_sizes=32,32", "sac.batch_size=32",
+]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("rlvlmf.cli.train") is None or importlib.util.find_spec("rlvlmf.train") is None,
+    reason="rlvlmf train is not written yet",
+)
+def test_real_tiny_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, report = tmp_path / "runs", tmp_path / "report"
+    common = ["--seeds", "0-1", "--steps", "300", "--out", str(out), "--store", str(tmp_path / "queries"), "--workers", "2"]
+    for item in TINY_RUN:
+        common += ["--set", item]
+    assert main(["sweep", "--presets", "pendulum", "--reward", "env", *common]) == 0
+    assert main(["sweep", "--presets", "pendulum", "--reward", "preference", "--backend", "scripted", *common]) == 0
+    specs = [*expand_grid(["pendulum"], [0, 1], [Variant.from_args("env")], out=out),
+             *expand_grid(["pendulum"], [0, 1], [Variant.from_args("preference", "scripted")], out=out)]
+    assert all(run_state(s.run_dir) is RunState.FINISHED for s in specs)
+    # A second identical sweep finds every run finished and starts nothing.
+    capsys.readouterr()
+    assert main(["sweep", "--presets", "pendulum", "--reward", "env", *common]) == 0
+    assert capsys.readouterr().out.count("already finished, skipped") == 2
+
+    assert main(["report", str(out), "--out", str(report), "--reps", "200"]) == 0
+    data = json.loads((report / "report.json").read_text())
+    methods = {g["method"]: g for g in data["groups"]}
+    assert set(methods) == {"env", specs[2].variant.name} and all(g["finished"] == 2 for g in methods.values())
+    assert methods[specs[2].variant.name]["labels_per_run"] > 0

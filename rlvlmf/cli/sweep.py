@@ -15,6 +15,7 @@ from rlvlmf.sweep import (
     RunOutcome,
     RunState,
     Variant,
+    check_manifest,
     expand_grid,
     parse_names,
     parse_seeds,
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--steps", type=int, help="environment steps per run (default: the preset's)")
     sweep.add_argument("--out", default="runs", help="folder of the run folders (default: runs)")
     sweep.add_argument("--store", help="query store shared by all runs (default: train's default)")
-    sweep.add_argument("--method", help="method label in run names and reports (default: from reward, backend, --set)")
+    sweep.add_argument("--method", help="method label in run names and reports (default: reward and backend; name methods that differ only by --set)")
     sweep.add_argument("--workers", type=int, default=1, help="runs at once (default: 1)")
     sweep.add_argument("--ray", metavar="ADDRESS",
                        help="run on a Ray cluster (auto, local, ray://host:port); needs pip install 'rlvlmf[ray]'")
@@ -72,6 +73,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         parse_names(args.presets), parse_seeds(args.seeds), [variant], out=args.out, steps=args.steps, store=args.store
     )
     if args.dry_run:
+        check_manifest(specs)
         for spec in specs:
             state = run_state(spec.run_dir)
             argv = [sys.executable if a == PYTHON else a for a in train_command(spec, state)]
