@@ -32,6 +32,7 @@ def make_run(
     finished: bool = True,
     labels: int | None = None,
     cost: float | None = None,
+    accuracy: float | None = None,
 ) -> Path:
     """A run folder like ``rlvlmf train`` writes: evals at steps 100 and 200 (final mean ``final``)."""
     run = root / name
@@ -51,7 +52,8 @@ def make_run(
         writer.writerow({"step": 200, "train/episode_return": 2.0, "feedback/labels": "" if labels is None else labels,
                          "feedback/cost_usd": "" if cost is None else cost})
     if finished:
-        summary = {"steps": 200, "labels": labels, "cost_usd": cost, "return_mean": final, "wall_s": 1.0}
+        summary = {"steps": 200, "labels": labels, "cost_usd": cost, "eval_return_mean": final,
+                   "label_accuracy": accuracy, "wall_s": 1.0}
         (run / "summary.json").write_text(json.dumps(summary))
     return run
 
@@ -67,7 +69,7 @@ def runs_root(tmp_path: Path) -> Path:
     for seed, (a, b) in enumerate(zip([100, 200, 300, 1000], [0, 0, 0, 0])):
         make_run(root, f"env-cartpole-{seed}", preset="cartpole", reward="env", seed=seed, final=a)
         make_run(root, f"pref-cartpole-{seed}", preset="cartpole", reward="preference", seed=seed, final=b,
-                 labels=100 if seed < 2 else 200, cost=0.5 if seed < 2 else 0.25)
+                 labels=100 if seed < 2 else 200, cost=0.5 if seed < 2 else 0.25, accuracy=0.8 + 0.1 * (seed % 2))
     make_run(root, "env-cartpole-9", preset="cartpole", reward="env", seed=9, final=5000, finished=False)
     drawer_success = [[True, True], [True, False], [False, False], [True, True]]
     for seed, (a, b) in enumerate(zip([50, 50, 50, 50], [0, 100, 100, 100])):
@@ -97,6 +99,7 @@ def test_runs_are_grouped_and_scored(runs_root: Path) -> None:
     pref_cartpole = groups[("cartpole", "preference:scripted")]
     assert pref_cartpole.labels_per_run == pytest.approx(150.0)
     assert pref_cartpole.cost_usd_total == pytest.approx(1.5)
+    assert pref_cartpole.label_accuracy == pytest.approx(0.85)  # 0.8, 0.9, 0.8, 0.9
 
     # Per-run success 1, 0.5, 0, 1 -> mean 0.625.
     env_drawer = groups[("drawer", "env")]
@@ -125,7 +128,7 @@ def test_report_files_hold_the_numbers(runs_root: Path, tmp_path: Path) -> None:
     interval = report.groups[0].final_return
     assert cells[2:5] == ["5 (4)", "200", f"250.0 [{interval.low:.1f}, {interval.high:.1f}]"]
     pref_row = next(line for line in markdown.splitlines() if line.startswith("| cartpole | preference:scripted |"))
-    assert pref_row.rstrip().endswith("| 150 | 1.5000 |")
+    assert pref_row.rstrip().endswith("| 150 | 85% | 1.5000 |")
     assert re.search(r"\| drawer \| env \| 4 \(4\) \| 200 \| 50\.0 \[.*\] \| 62% \[", markdown)
     assert "| env | 0.450 [" in markdown and f"![{FINAL_IQM}]({FINAL_IQM})" in markdown
 

@@ -60,6 +60,7 @@ class GroupResult:
         final_return: IQM of per-run final mean returns, with CI.
         success_rate: Mean of per-run final success rates with CI; ``None`` without success.
         labels_per_run: Mean labels used per run; ``None`` if no run records labels.
+        label_accuracy: Mean agreement of labels with the ground truth; ``None`` if unrecorded.
         cost_usd_total: Summed VLM cost; ``None`` if no run records a cost.
         return_curve: Mean eval return over steps.
         success_curve: Mean success rate over steps, ``None`` without success.
@@ -74,6 +75,7 @@ class GroupResult:
     final_return: Interval
     success_rate: Interval | None
     labels_per_run: float | None
+    label_accuracy: float | None
     cost_usd_total: float | None
     return_curve: Curve
     success_curve: Curve | None
@@ -136,6 +138,7 @@ def build_report(runs: Sequence[Run], *, rng: np.random.Generator, reps: int = 2
         has_success = all(s is not None for s in successes)
         labels = [r.labels for r in members if r.labels is not None]
         costs = [r.cost_usd for r in members if r.cost_usd is not None]
+        accuracies = [r.label_accuracy for r in members if r.label_accuracy is not None]
         groups.append(
             GroupResult(
                 method=method,
@@ -153,6 +156,7 @@ def build_report(runs: Sequence[Run], *, rng: np.random.Generator, reps: int = 2
                 if has_success
                 else None,
                 labels_per_run=float(np.mean(labels)) if labels else None,
+                label_accuracy=float(np.mean(accuracies)) if accuracies else None,
                 cost_usd_total=float(np.sum(costs)) if costs else None,
                 return_curve=_curve(members, lambda p: p.return_mean, rng, reps, confidence),
                 success_curve=_curve(members, lambda p: p.success_rate, rng, reps, confidence) if has_success else None,
@@ -255,6 +259,7 @@ def results_table(report: Report) -> tuple[list[str], list[list[str]]]:
         f"final return IQM [{pct}% CI]",
         f"success rate [{pct}% CI]",
         "labels / run",
+        "label accuracy",
         "VLM cost (USD)",
     ]
     rows = [
@@ -266,6 +271,7 @@ def results_table(report: Report) -> tuple[list[str], list[list[str]]]:
             format_interval(g.final_return),
             format_interval(g.success_rate, percent=True),
             _fmt(g.labels_per_run, ".0f"),
+            _fmt(g.label_accuracy, ".0%"),
             _fmt(g.cost_usd_total, ".4f"),
         ]
         for g in report.groups

@@ -63,6 +63,8 @@ class Run:
         finished: Whether ``summary.json`` exists.
         labels: Preference labels used (``None`` if the run records none).
         cost_usd: VLM cost in US dollars (``None`` if the run records none).
+        label_accuracy: Agreement of the labels with the ground-truth reward, in [0, 1]
+            (``None`` if the run records none).
     """
 
     path: Path
@@ -73,6 +75,7 @@ class Run:
     finished: bool
     labels: float | None
     cost_usd: float | None
+    label_accuracy: float | None = None
 
     @property
     def name(self) -> str:
@@ -112,6 +115,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         finished=summary is not None,
         labels=_number((summary or {}).get("labels"), last_metrics.get("feedback/labels")),
         cost_usd=_number((summary or {}).get("cost_usd"), last_metrics.get("feedback/cost_usd")),
+        label_accuracy=_number((summary or {}).get("label_accuracy"), last_metrics.get("reward/label_gt_acc")),
     )
 
 
