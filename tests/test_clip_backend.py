@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlvlmf.envs.task import TaskDescription
-from rlvlmf.errors import ConfigError, UserError
+from rlvlmf.errors import ConfigError, MissingDependencyError, UserError
 from rlvlmf.feedback.backends.clip import ClipBackend, ClipConfig, ClipScorer, preference_from_scores
 from rlvlmf.feedback.base import FramePair, Label
+from rlvlmf.feedback.labeler import Labeler, LabelerConfig
+from rlvlmf.feedback.store import QueryStore
 from tests.fakes.tiny_models import build_tiny_clip, build_tiny_siglip
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -148,3 +152,30 @@ def test_preference_from_scores_is_pure() -> None:
 def test_scorer_rejects_non_uint8_frames(backend: ClipBackend) -> None:
     with pytest.raises(ValueError, match="uint8"):
         backend.scorer.embed_images(np.zeros((1, 8, 8, 3), dtype=np.float32))
+
+
+def test_siglip_checkpoint_needing_sentencepiece_says_so(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    # Real SigLIP checkpoints name the SentencePiece tokenizer, which this environment lacks.
+    checkpoint = tmp_path / "siglip-sp"
+    shutil.copytree(checkpoints["siglip"], checkpoint)
+    config_path = checkpoint / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "tokenizer_class": "SiglipTokenizer"}))
+    with pytest.raises(MissingDependencyError, match="pip install sentencepiece"):
+        ClipBackend.from_spec(str(checkpoint), None, device="cpu").scorer  # noqa: B018
+
+
+def test_labeler_and_store_reuse_clip_answers(checkpoints: dict[str, Path], rng: np.random.Generator, tmp_path: Path) -> None:
+    backend = ClipBackend.from_spec(str(checkpoints["clip"]), None, device="cpu", max_batch="4")
+    frames = _frames(rng, 10)
+    pairs = [FramePair(frames[i], frames[i + 5]) for i in range(5)]
+    labeler = Labeler(backend, TASK, QueryStore(tmp_path / "queries"), LabelerConfig(progress=False), run_id="t", rng=rng)
+    try:
+        first = labeler.label(pairs)
+        again = labeler.label(pairs)
+    finally:
+        labeler.close()
+    direct = backend.label(pairs, TASK)
+    assert [q.label for q in first] == [a.label for a in direct]
+    assert all(not q.from_store for q in first) and all(q.from_store for q in again)
+    assert [q.answer.prob_second for q in again] == pytest.approx([a.prob_second for a in direct], abs=1e-6)
