@@ -222,7 +222,10 @@ class ReplayBuffer:
         Returns:
             A ``TransitionBatch`` of float32 tensors.
         """
-        slots = self.sample_slots(batch_size, rng)
+        return self.batch(self.sample_slots(batch_size, rng), reward)
+
+    def batch(self, slots: np.ndarray, reward: Literal["learned", "env"] = "learned") -> TransitionBatch:
+        """The transitions at ``slots`` (e.g. from ``sample_slots``) as a ``TransitionBatch``."""
         rewards = self.learned_reward if reward == "learned" else self.env_reward
         return TransitionBatch(
             torch.from_numpy(self.obs[slots]),
