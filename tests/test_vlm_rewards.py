@@ -183,3 +183,39 @@ def test_vlmrm_baseline_is_normalised_mean_of_baseline_phrases() -> None:
     scorer = FakeScorer({"g": [1.0, 0.0, 0.0], "b1": [0.0, 1.0, 0.0], "b2": [0.0, 0.0, 1.0]})
     reward = ClipReward(scorer, TASK, ClipRewardConfig(goal_phrase="g", baseline_phrases=("b1", "b2")))
     np.testing.assert_allclose(reward.baseline, [0.0, 1 / math.sqrt(2), 1 / math.sqrt(2)])
+
+
+def test_clip_reward_on_tiny_clip_checkpoint(tmp_path, rng: np.random.Generator) -> None:
+    """A real (tiny, random, offline) CLIP: rewards follow the formulas on its own embeddings."""
+    from rlvlmf.feedback.backends.clip import ClipScorer
+    from tests.fakes.tiny_models import build_tiny_clip
+
+    scorer = ClipScorer(str(build_tiny_clip(tmp_path / "clip")), device="cpu", batch_size=4)
+    task = TaskDescription(
+        name="drawer-open", goal="to open the drawer",
+        positive_phrases=("an open drawer",), negative_phrases=("a closed drawer", "a robot arm"),
+    )  # fmt: skip
+    frames = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    frames[3] = frames[0]  # a repeat: served from the cache
+    x = scorer.embed_images(frames).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    t = scorer.embed_texts(["an open drawer", "a closed drawer", "a robot arm"]).astype(np.float64)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    g, negatives = t[0], t[1:]
+    b = negatives.mean(axis=0) / np.linalg.norm(negatives.mean(axis=0))
+    d = g - b
+    alpha = 0.7
+    projection = alpha * np.outer(d, d) / (d @ d) + (1 - alpha) * np.eye(len(d))
+    logits = x @ t.T / 0.05
+    p_goal = np.exp(logits[:, 0]) / np.exp(logits).sum(axis=1)
+    distinct = np.unique(np.round(p_goal, 6))
+    beta = float(distinct[len(distinct) // 2 - 1] + distinct[len(distinct) // 2]) / 2  # between two values, no tie
+    expected = {
+        "cosine": x @ g,
+        "vlmrm": 1 - 0.5 * np.sum(((x - g) @ projection) ** 2, axis=1),
+        "baumli": (p_goal > beta).astype(float),
+    }
+    for variant, want in expected.items():
+        reward = ClipReward(scorer, task, ClipRewardConfig(variant=variant, alpha=alpha, temperature=0.05, beta=beta))
+        np.testing.assert_allclose(reward(frames), want, atol=1e-5)
+        assert reward.misses == 4 and reward.hits == 0  # 5 frames, 4 distinct
