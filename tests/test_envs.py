@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -204,3 +206,17 @@ def test_bad_input_raises_a_helpful_error(
 ) -> None:
     with pytest.raises(error, match=hint):
         build(spec, **options)
+
+
+def test_unclosed_envs_exit_without_gl_errors() -> None:
+    # dm_control and MuJoCo tear GL down in their own exit hooks; envs left open must be freed
+    # before that, or the interpreter prints pages of EGL/OSMesa errors.
+    script = (
+        "from rlvlmf.envs import make_env\n"
+        "for spec in ('dmc:cartpole-swingup', 'metaworld:soccer'):\n"
+        "    env = make_env(spec, width=16, height=16); env.reset(seed=0); env.render()\n"
+        "print('rendered')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "rendered"
+    assert "Error" not in result.stderr, result.stderr[-2000:]

@@ -6,6 +6,7 @@ import atexit
 import difflib
 import importlib
 import inspect
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,15 +68,34 @@ def _close_rendering_envs() -> None:
         env.close()
 
 
+def _schedule_close_at_exit() -> None:
+    """Make sure envs that rendered are closed before the GL libraries shut down.
+
+    Called after each env's first frame, so the hook comes after any exit hook that frame's
+    imports and contexts registered; exit hooks run last-registered first. Hooks registered with
+    ``threading._register_atexit`` run before thread pools stop (dm_control's OSMesa renderer
+    needs its pool) and before every ``atexit`` hook (where dm_control and MuJoCo terminate the
+    EGL display). That list cannot drop entries, so a repeat registration stays in it; running
+    the hook again is a no-op once the envs are closed.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_close_rendering_envs)
+            return
+        except RuntimeError:  # the interpreter is already shutting down
+            return
+    atexit.unregister(_close_rendering_envs)
+    atexit.register(_close_rendering_envs)
+
+
 class TaskWrapper(gym.Wrapper):
     """Outermost wrapper carrying what the env is about.
 
     Read with ``env.get_wrapper_attr("task")`` / ``("preset")`` / ``("family_spec")``.
 
-    It also closes envs that rendered at interpreter exit if the caller did not: dm_control and
-    MuJoCo each terminate the shared EGL display in their own exit hooks, and a renderer freed
-    after that prints a screen of EGL errors. Exit hooks run last-registered first, so ours is
-    registered again after every env's first frame, i.e. after any hook that frame created.
+    It also closes envs that rendered at interpreter exit if the caller did not: a renderer that
+    dm_control or MuJoCo frees after their own exit hooks ran prints a screen of GL errors.
     """
 
     def __init__(self, env: gym.Env, task: TaskDescription, preset: Preset | None, family_spec: str):
@@ -92,8 +112,7 @@ class TaskWrapper(gym.Wrapper):
         if not self._rendered and not self._closed:
             self._rendered = True
             _RENDERING_ENVS.add(self)
-            atexit.unregister(_close_rendering_envs)
-            atexit.register(_close_rendering_envs)
+            _schedule_close_at_exit()
         return frame
 
     def close(self) -> None:
