@@ -16,7 +16,7 @@ from rlvlmf.errors import ConfigError, MissingDependencyError, UserError
 from rlvlmf.feedback.backends.hf import HFBackend
 from rlvlmf.feedback.base import FramePair, Label
 from rlvlmf.feedback.chat import ChatMessage
-from tests.fakes.tiny_models import build_tiny_clip, build_tiny_llava, write_qwen2_vl_processor
+from tests.fakes.tiny_models import build_tiny_clip, build_tiny_idefics3, build_tiny_llava, write_qwen2_vl_processor
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -29,14 +29,15 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf-models")
     return {
         "llava": build_tiny_llava(root / "llava"),
+        "idefics3": build_tiny_idefics3(root / "idefics3"),
         "says-1": build_tiny_llava(root / "says-1", always="1"),
         "says-0": build_tiny_llava(root / "says-0", always="0"),
     }
 
 
-@pytest.fixture(scope="session")
-def backend(checkpoints: dict[str, Path]) -> HFBackend:
-    backend = HFBackend.from_spec(str(checkpoints["llava"]), None, max_batch="4", **FAST)
+@pytest.fixture(scope="session", params=["llava", "idefics3"])
+def backend(request: pytest.FixtureRequest, checkpoints: dict[str, Path]) -> HFBackend:
+    backend = HFBackend.from_spec(str(checkpoints[request.param]), None, max_batch="4", **FAST)
     backend.load()
     return backend
 

@@ -163,6 +163,44 @@ def build_tiny_llava(path: str | Path, *, seed: int = 0, always: str | None = No
     return _save(path, model, processor)
 
 
+def build_tiny_idefics3(path: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny random Idefics3 (the class of SmolVLM checkpoints) with its processor.
+
+    The image processor splits each frame into a 2x2 grid of 32 px tiles plus a global view,
+    as SmolVLM does at its own scale, so prompts carry the row/column image tags.
+    """
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    torch.manual_seed(seed)
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
+                                                do_image_splitting=True)
+    # (image_size / patch_size)^2 / scale_factor^2 = (32 / 8)^2 / 2^2 = 4 tokens per tile.
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=_chat_tokenizer(), image_seq_len=4,
+                                  chat_template=CHAT_TEMPLATE)
+    tokenizer = processor.tokenizer  # the processor adds its image tags to the vocabulary
+    config = Idefics3Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        text_config=dict(
+            model_type="llama", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        ),
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Idefics3ForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return _save(path, model, processor)
+
+
 def _save(path: str | Path, model: torch.nn.Module, processor) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
