@@ -73,9 +73,10 @@ def test_seeded_rollouts_repeat_exactly(
     spec, options = FAMILY_SPECS[family]
     env_a = build(spec, width=32, height=32, **options)
     env_b = build(spec, width=32, height=32, **options)
-    actions = rng.uniform(env_a.action_space.low, env_a.action_space.high, size=(5,) + env_a.action_space.shape)
-    obs_a, frames_a = rollout(env_a, 7, actions.astype(np.float32))
-    obs_b, frames_b = rollout(env_b, 7, actions.astype(np.float32))
+    space = env_a.action_space
+    actions = rng.uniform(space.low, space.high, size=(5,) + space.shape).astype(np.float32)
+    obs_a, frames_a = rollout(env_a, 7, actions)
+    obs_b, frames_b = rollout(env_b, 7, actions)
     np.testing.assert_array_equal(obs_a, obs_b)
     for frame_a, frame_b in zip(frames_a, frames_b):
         np.testing.assert_array_equal(frame_a, frame_b)
