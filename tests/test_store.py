@@ -223,3 +223,38 @@ def test_store_survives_sigkill_mid_batch(tmp_path: Path) -> None:
 
 
 TASK_CHILD = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",))
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from rlvlmf.envs.task import TaskDescription
+    from rlvlmf.feedback.labeler import Labeler, LabelerConfig
+    from rlvlmf.feedback.store import QueryStore
+    from tests.fakes.backends import CountingBackend, random_pairs
+
+    task = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",))
+    pairs = random_pairs(np.random.default_rng(11), 60)
+    start = int(sys.argv[2])
+    config = LabelerConfig(max_in_flight=8, progress=False)
+    results = Labeler(CountingBackend(), task, QueryStore(sys.argv[1]), config, run_id=sys.argv[2]).label(pairs[start : start + 40])
+    assert not any(r.failed for r in results)
+    """
+)
+
+
+def test_processes_share_a_store(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # Two writers with overlapping pairs (20..39 in both) at the same time.
+    children = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), start], cwd=REPO, env=env, stderr=subprocess.PIPE)
+        for start in ("0", "20")
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode()
+    store = QueryStore(tmp_path)
+    rows = list(store.iter_queries())
+    assert len(rows) == len({row.key for row in rows}) == 60
+    assert all(row.ok for row in rows)
