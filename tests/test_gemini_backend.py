@@ -78,6 +78,16 @@ def test_one_stage_thinking_budget_and_thought_parts(server: ScriptedJSONServer,
     assert GeminiBackend.from_spec("gemini-2.5-flash", server.url, thinking_budget="0").identity()["thinking_budget"] == 0
 
 
+def test_thinking_that_eats_the_answer_budget_is_an_abstain_with_advice(server: ScriptedJSONServer,
+                                                                        rng: np.random.Generator) -> None:
+    server.push(fake.default_responder, fake.reply("", finish_reason="MAX_TOKENS", output_tokens=0, thoughts_tokens=16))
+    answer = _label(_backend(server), _pair(rng))
+    assert answer.label == Label.NONE and "thinking_budget=0" in answer.abstain_reason
+    server.push(fake.default_responder)
+    _label(_backend(server, thinking_budget="128"), _pair(rng))
+    assert server.requests[-1].body["generationConfig"]["maxOutputTokens"] == 16 + 128
+
+
 @pytest.mark.parametrize(
     ("response", "reason"),
     [(fake.prompt_blocked("PROHIBITED_CONTENT"), "prompt blocked: PROHIBITED_CONTENT"),

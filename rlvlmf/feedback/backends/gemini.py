@@ -137,7 +137,9 @@ class GeminiBackend(ChatBackend):
         payload: dict[str, Any] = {"contents": [_content(m) for m in messages if m.role != "system"]}
         if system:
             payload["systemInstruction"] = {"parts": [_part(p) for m in system for p in m.parts]}
-        config: dict[str, Any] = {"temperature": self.protocol.temperature, "maxOutputTokens": max_tokens, "candidateCount": 1}
+        # maxOutputTokens covers thinking too; a fixed thinking budget comes on top of the answer's.
+        limit = max_tokens + max(self.thinking_budget, 0)
+        config: dict[str, Any] = {"temperature": self.protocol.temperature, "maxOutputTokens": limit, "candidateCount": 1}
         if self.thinking_budget != -1:
             config["thinkingConfig"] = {"thinkingBudget": self.thinking_budget}
         structured = bool(choices) and self.structured_output and self._structured_supported
@@ -204,6 +206,9 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
     text = "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought"))
     if finish in BLOCKING_FINISH_REASONS:
         return refused(f"finish reason {finish}")
+    if finish == "MAX_TOKENS" and not text.strip() and _int(usage.get("thoughtsTokenCount")):
+        return refused("thinking used the whole token budget (set thinking_budget=0 or a small budget, "
+                       "or raise the max tokens)")
     return ChatReply(text=text, input_tokens=input_tokens, output_tokens=output_tokens, meta=meta)
 
 
