@@ -180,34 +180,43 @@ def decode_json_object(response: httpx.Response, *, provider: str, secrets: Sequ
 
 
 class LoopLocalClient:
-    """An ``httpx.AsyncClient`` reused across calls, one per running event loop.
+    """``httpx.AsyncClient``s reused across calls, made per running event loop.
 
     A client's connections belong to the loop that opened them; a caller that runs
-    ``asyncio.run`` per batch would otherwise hit "event loop is closed". The client is made
-    on first use inside a loop, and remade when the running loop changes.
+    ``asyncio.run`` per batch would otherwise hit "event loop is closed". The clients are
+    made on first use inside a loop, and remade when the running loop changes.
+
+    With ``shards`` > 1, requests go round-robin to that many clients: httpcore's pool scans
+    every connection for every queued request, which costs O(in-flight^2) per request at
+    high concurrency; several small pools keep that scan short.
     """
 
-    def __init__(self, factory: Callable[[], httpx.AsyncClient]) -> None:
+    def __init__(self, factory: Callable[[], httpx.AsyncClient], *, shards: int = 1) -> None:
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1, got {shards}")
         self._factory = factory
-        self._client: httpx.AsyncClient | None = None
+        self._shards = shards
+        self._clients: list[httpx.AsyncClient] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._next = 0
 
     def get(self) -> httpx.AsyncClient:
-        """The client for the running loop (call from inside a coroutine)."""
+        """A client for the running loop (call from inside a coroutine)."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            # A client left on a finished loop cannot be closed from here; dropping it lets
-            # its sockets be collected.
-            self._client = self._factory()
+        if not self._clients or self._loop is not loop:
+            # Clients left on a finished loop cannot be closed from here; dropping them lets
+            # their sockets be collected.
+            self._clients = [self._factory() for _ in range(self._shards)]
             self._loop = loop
-        return self._client
+        self._next = (self._next + 1) % self._shards
+        return self._clients[self._next]
 
     async def aclose(self) -> None:
-        """Close the client if it belongs to the running loop; safe to call twice."""
-        client, loop = self._client, self._loop
-        self._client = self._loop = None
-        if client is not None and loop is asyncio.get_running_loop():
-            await client.aclose()
+        """Close the clients if they belong to the running loop; safe to call twice."""
+        clients, loop = self._clients, self._loop
+        self._clients, self._loop = [], None
+        if clients and loop is asyncio.get_running_loop():
+            await asyncio.gather(*(client.aclose() for client in clients))
 
 
 def default_limits(max_connections: int = 256) -> httpx.Limits:

@@ -23,10 +23,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 
 from rlvlmf import __version__
@@ -45,6 +47,9 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 # A 400/422 naming one of these means the server does not do JSON-schema output.
 _STRUCTURED_REJECTED = re.compile(r"response_format|json_schema|schema|guided|grammar", re.IGNORECASE)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# 8 pools of 32 connections: room for 256 requests in flight, short pool scans (see LoopLocalClient).
+_CLIENT_SHARDS = 8
+_CONNECTIONS_PER_SHARD = 32
 
 
 def is_official(base_url: str) -> bool:
@@ -107,13 +112,21 @@ class OpenAIBackend(ChatBackend):
         self.image_detail = image_detail
         self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if is_official(base_url) else "max_tokens")
         self._structured_supported = True
-        self._client = LoopLocalClient(self._make_client)
+        self._ssl_context: ssl.SSLContext | None = None
+        self._client = LoopLocalClient(self._make_client, shards=_CLIENT_SHARDS)
 
     def _make_client(self) -> httpx.AsyncClient:
         headers = {"User-Agent": f"rlvlmf/{__version__}"}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=default_limits(), headers=headers)
+        if self._ssl_context is None:  # loading the CA bundle costs ~0.1 s: once, not per shard
+            self._ssl_context = ssl.create_default_context(cafile=certifi.where())
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_s),
+            limits=default_limits(_CONNECTIONS_PER_SHARD),
+            headers=headers,
+            verify=self._ssl_context,
+        )
 
     def _identity_extra(self) -> dict[str, Any]:
         return {"image_detail": self.image_detail} if self.image_detail else {}
