@@ -267,3 +267,54 @@ def test_worker_sees_no_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert os.environ["OPENAI_API_KEY"]
     with Sandbox(code, ["goal"], OPEN) as box:
         np.testing.assert_array_equal(box.call("goal", np.ones((2, 2))), [1000.0, 1000.0])
+
+
+def test_no_foreign_module_is_reachable_through_allowed_attributes() -> None:
+    """Walk numpy's and math's public attributes as generated code could; every path to a module
+    outside numpy/math must pass through a refused attribute name (guards numpy upgrades)."""
+    import builtins
+    import math
+    import types
+    import warnings
+    from collections import deque
+
+    from rlvlmf.codegen._worker import FORBIDDEN_ATTRIBUTES
+
+    seen: set[int] = set()
+    leaks: list[str] = []
+    queue: deque = deque([(np, "np"), (math, "math")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while queue:
+            obj, path = queue.popleft()
+            for name in dir(obj):
+                if name.startswith("_") or name in FORBIDDEN_ATTRIBUTES:
+                    continue
+                try:
+                    value = getattr(obj, name)
+                except Exception:  # noqa: BLE001, S112 - lazy attributes may fail to load
+                    continue
+                if not isinstance(value, types.ModuleType) or id(value) in seen:
+                    continue
+                seen.add(id(value))
+                if value is builtins or value.__name__.split(".")[0] not in ("numpy", "math"):
+                    leaks.append(f"{path}.{name} -> {value.__name__}")
+                queue.append((value, f"{path}.{name}"))
+    assert leaks == []
+    assert check_source("import numpy as np\nx = np.random.bit_generator.re.enum.bltns.open") is not None
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xff\xff\xff", b"\x00\x00\x00\x05hello", b'\x00\x00\x00\x19{"ok": true, "nbytes": 9}'])
+def test_worker_breaking_the_wire_format_is_rejected(garbage: bytes) -> None:
+    body = f"""
+    write = os_globals()['write']
+    for fd in range(3, 12):
+        try:
+            write(fd, {garbage!r})
+        except Exception:
+            pass
+    """
+    with Sandbox(hostile(body), ["goal"], OPEN) as box:
+        with pytest.raises(SandboxRejected, match="worker broke the protocol"):
+            box.call("goal", np.ones((2, 2)))
+        assert box._proc is None  # killed; the next call starts afresh

@@ -35,6 +35,7 @@ from rlvlmf.codegen._worker import check_source
 from rlvlmf.errors import ConfigError
 
 WORKER = Path(__file__).with_name("_worker.py")
+_MAX_HEADER = 1 << 20  # bytes; real headers are < 1 kB
 
 _DEATH_REASONS = {
     signal.SIGXCPU: "CPU time limit",
@@ -204,14 +205,17 @@ class Sandbox:
             raise ValueError(f"obs must have shape (N, obs_dim), got {obs.shape}")
         self.start()
         request = {"op": "call", "name": name, "shape": list(obs.shape), "dtype": "float64"}
+        n = obs.shape[0]
         try:
-            header, payload = self._request(request, obs.tobytes())
+            header, payload = self._request(request, obs.tobytes(), max_reply=8 * n)
+            if header["ok"] and (header.get("shape") != [n] or len(payload) != 8 * n):
+                raise _WorkerGone("worker broke the protocol (bad reply shape)")
         except _WorkerGone as exc:
             self._kill()
             raise SandboxRejected(str(exc), name) from None
         if not header["ok"]:
             raise SandboxRejected(header["reason"], name)
-        return np.frombuffer(payload, dtype=np.float64).reshape(header["shape"]).copy()
+        return np.frombuffer(payload, dtype=np.float64).copy()
 
     def call_all(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Every loaded function on the same batch: ``{name: (N,) values}``, in load order."""
@@ -219,11 +223,11 @@ class Sandbox:
 
     # ------------------------------------------------------------------ pipes
 
-    def _request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytes]:
+    def _request(self, header: dict, payload: bytes = b"", max_reply: int = 0) -> tuple[dict, bytes]:
         deadline = time.monotonic() + self.limits.timeout_s
         raw = json.dumps(dict(header, nbytes=len(payload))).encode()
         self._send(struct.pack(">I", len(raw)) + raw + payload, deadline)
-        return self._receive_until(deadline)
+        return self._receive_until(deadline, max_reply)
 
     def _receive(self, timeout_s: float, what: str) -> tuple[dict, bytes]:
         try:
@@ -231,10 +235,21 @@ class Sandbox:
         except _WorkerGone as exc:
             raise _WorkerGone(f"{exc} during {what}") from None
 
-    def _receive_until(self, deadline: float) -> tuple[dict, bytes]:
+    def _receive_until(self, deadline: float, max_payload: int = 0) -> tuple[dict, bytes]:
+        # The worker runs foreign code: a reply that breaks the wire format ends it, it is
+        # never trusted with a big allocation or a crash here.
         (size,) = struct.unpack(">I", self._read(4, deadline))
-        header = json.loads(self._read(size, deadline))
-        return header, self._read(header.get("nbytes", 0), deadline)
+        if size > _MAX_HEADER:
+            raise _WorkerGone("worker broke the protocol (header too large)")
+        try:
+            header = json.loads(self._read(size, deadline))
+            nbytes = int(header.get("nbytes", 0))
+            ok = isinstance(header["ok"], bool) and (header["ok"] or isinstance(header["reason"], str))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise _WorkerGone("worker broke the protocol (bad header)") from None
+        if not ok or not 0 <= nbytes <= max_payload:
+            raise _WorkerGone("worker broke the protocol (bad header)")
+        return header, self._read(nbytes, deadline)
 
     def _send(self, data: bytes, deadline: float) -> None:
         assert self._proc is not None and self._proc.stdin is not None
