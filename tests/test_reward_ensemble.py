@@ -155,3 +155,11 @@ def test_bad_config_and_bad_file(tmp_path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(UserError, match="cannot read reward model"):
         load_reward_model(bad)
+
+
+def test_bfloat16_inference_is_close_to_float32(rng: np.random.Generator) -> None:
+    config = RewardModelConfig(input="image", frame_size=SIZE)
+    exact = RewardEnsemble(config, seed=3)
+    fast = RewardEnsemble(dataclasses.replace(config, inference_dtype="bfloat16"), seed=3)
+    frames = RewardInputs(rng.integers(0, 255, (32, SIZE, SIZE, 3), dtype=np.uint8), None)
+    np.testing.assert_allclose(fast.predict(frames), exact.predict(frames), atol=0.02)

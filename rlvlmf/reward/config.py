@@ -45,7 +45,11 @@ class RewardModelConfig:
         no_preference: ``"soft"`` trains "no preference" labels (-1) towards 0.5;
             ``"drop"`` ignores them as the reference code does.
         capacity: Most labels kept; the oldest are dropped beyond it.
-        predict_batch_size: Transitions per forward pass when relabelling a buffer.
+        predict_batch_size: Steps per forward pass when predicting (relabelling a buffer).
+            Small batches stay in cache: 256 measured faster than 1024 or 4096 on 2 cores.
+        inference_dtype: ``"bfloat16"`` runs prediction (not fitting) under CPU autocast,
+            about 1.5x faster where the CPU has bfloat16 units; rewards then carry ~0.4%
+            relative error.
     """
 
     input: InputKind = "image"
@@ -63,7 +67,8 @@ class RewardModelConfig:
     heldout_fraction: float = 0.0
     no_preference: NoPreference = "soft"
     capacity: int = 100_000
-    predict_batch_size: int = 4096
+    predict_batch_size: int = 256
+    inference_dtype: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
         if self.input not in ("image", "state", "both"):
@@ -83,6 +88,8 @@ class RewardModelConfig:
         for name in ("ensemble_size", "batch_size", "max_epochs", "capacity", "predict_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"reward {name} must be >= 1, got {getattr(self, name)}")
+        if self.inference_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"reward inference_dtype must be 'float32' or 'bfloat16', got {self.inference_dtype!r}")
         if not self.lr > 0:
             raise ConfigError(f"reward lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:

@@ -115,10 +115,12 @@ class RewardEnsemble(nn.Module):
         batch_size = batch_size or self.config.predict_batch_size
         total = flat.size
         out = np.empty((len(self.members), total), dtype=np.float32)
-        for start in range(0, total, batch_size):
-            images, states = self._tensors(flat.take(slice(start, start + batch_size)))
-            for e, member in enumerate(self.members):
-                out[e, start:start + batch_size] = member(images, states).numpy()
+        low_precision = self.config.inference_dtype == "bfloat16"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+            for start in range(0, total, batch_size):
+                images, states = self._tensors(flat.take(slice(start, start + batch_size)))
+                for e, member in enumerate(self.members):
+                    out[e, start:start + batch_size] = member(images, states).float().numpy()
         return out.reshape(len(self.members), *lead_shape)
 
     def predict(self, inputs: RewardInputs, batch_size: int | None = None) -> np.ndarray:

@@ -1,0 +1,118 @@
+"""Timings of the learning core on this machine's CPU: SAC updates, reward fitting, relabelling.
+
+Run: .venv/bin/python benchmarks/bench_learning.py [--quick]
+
+Prints one line per measurement. Every number is measured here; load from other processes
+on the same cores changes them, so the script also prints the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from rlvlmf.agents.sac import SAC, SACConfig
+from rlvlmf.buffer import ReplayBuffer, TransitionBatch
+from rlvlmf.reward.config import RewardModelConfig
+from rlvlmf.reward.ensemble import RewardEnsemble
+from rlvlmf.reward.inputs import RewardInputs
+from rlvlmf.reward.preferences import PreferenceDataset
+
+OBS_DIM, ACTION_DIM = 24, 6  # dm_control walker-walk
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench_sac(quick: bool) -> None:
+    settings = [((1024, 1024), 1024, "float32"), ((1024, 1024), 1024, "bfloat16"), ((256, 256), 256, "float32"), ((256, 256, 256), 512, "float32")]
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for hidden, batch_size, dtype in settings:
+            agent = SAC(OBS_DIM, ACTION_DIM, SACConfig(hidden_sizes=hidden, batch_size=batch_size, matmul_dtype=dtype))
+            batch = TransitionBatch(
+                torch.randn(batch_size, OBS_DIM), torch.rand(batch_size, ACTION_DIM) * 2 - 1,
+                torch.randn(batch_size, 1), torch.randn(batch_size, OBS_DIM), torch.ones(batch_size, 1),
+            )
+            repeats = 5 if quick else (15 if batch_size >= 1024 else 50)
+            seconds = timed(lambda: agent.update(batch), repeats)
+            print(f"sac update  hidden={'x'.join(map(str, hidden)):<11} batch={batch_size:<5} {dtype:<8} threads={threads}: "
+                  f"{seconds * 1e3:8.1f} ms/update  ({1 / seconds:6.1f} updates/s)")
+
+
+def square_frames(positions: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Noisy frames with a bright square at ``positions`` (its x coordinate is the reward)."""
+    frames = rng.integers(0, 60, size=(len(positions), size, size, 3), dtype=np.uint8)
+    for i, x in enumerate(positions):
+        frames[i, size // 2 - 6:size // 2 + 6, x:x + 12] = 255
+    return frames
+
+
+def bench_reward_fit(quick: bool) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    size, labels_count = 64, 150
+    for epochs in (10, 50):
+        config = RewardModelConfig(input="image", frame_size=size, max_epochs=epochs, early_stop_acc=1.0)
+        dataset = PreferenceDataset(1000)
+        a, b = rng.integers(0, size - 12, labels_count), rng.integers(0, size - 12, labels_count)
+        dataset.add(
+            RewardInputs(square_frames(a, size, rng)[:, None], None), RewardInputs(square_frames(b, size, rng)[:, None], None),
+            (b > a).astype(np.int64), rng, gt_labels=(b > a).astype(np.int64),
+        )
+        ensemble = RewardEnsemble(config)
+        report = ensemble.fit(dataset, rng)
+        print(f"image reward fit 64x64 ensemble=3 labels={labels_count} max_epochs={epochs}: {report.seconds:6.2f} s "
+              f"({report.epochs} epochs, {report.seconds / report.epochs * 1e3:.0f} ms/epoch, train acc {report.train_acc:.2f}, gt acc {report.gt_acc:.2f})")
+        if quick:
+            break
+
+
+def bench_relabel(quick: bool) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    steps = 5000 if quick else 20000
+    buffer = ReplayBuffer(steps, OBS_DIM, ACTION_DIM, frame_size=64)
+    buffer.frames[:] = rng.integers(0, 255, size=buffer.frames.shape, dtype=np.uint8)
+    buffer.obs[:] = rng.normal(size=buffer.obs.shape)
+    buffer.total_added = steps
+    for dtype in ("float32", "bfloat16"):
+        image = RewardEnsemble(RewardModelConfig(input="image", frame_size=64, inference_dtype=dtype))
+        for batch_size in (64, 256, 1024):
+            seconds = timed(lambda: buffer.relabel(lambda x: image.predict(x, batch_size), None), 1, warmup=0)
+            print(f"relabel image reward 64x64 ensemble=3 {dtype:<8} predict_batch={batch_size:<5}: {steps / seconds:6.0f} frames/s "
+                  f"({steps} frames in {seconds:.2f} s; 100k frames ~ {100_000 * seconds / steps:.0f} s)")
+    state = RewardEnsemble(RewardModelConfig(input="state", state_dim=OBS_DIM + ACTION_DIM))
+    seconds = timed(lambda: buffer.relabel(state.predict, "obs_action"), 1, warmup=0)
+    print(f"relabel state reward 3x256 ensemble=3: {steps / seconds:8.0f} transitions/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
+    parser.add_argument("--only", choices=("sac", "fit", "relabel"), help="run one group")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    groups = {"sac": bench_sac, "fit": bench_reward_fit, "relabel": bench_relabel}
+    for name, bench in groups.items():
+        if args.only in (None, name):
+            bench(args.quick)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
