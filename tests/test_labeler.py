@@ -292,3 +292,19 @@ def test_openai_backend_through_labeler_and_store(tmp_path: Path, rng: np.random
             warm = labeler.label(pairs)
         assert server.count == count  # zero calls counted at the server
         assert [r.answer for r in warm] == [r.answer for r in cold]
+
+
+def test_backend_task_fields_narrow_the_key(tmp_path: Path, rng: np.random.Generator) -> None:
+    class GoalOnly(CountingBackend):
+        task_fields = ("goal",)
+
+    pairs = random_pairs(rng, 3)
+    store = QueryStore(tmp_path)
+    Labeler(GoalOnly(), TASK, store, config()).label(pairs)
+    rephrased = TaskDescription("drawer-open", TASK.goal, ("a drawer pulled out",), ("a closed drawer",))
+    backend = GoalOnly()
+    assert all(r.from_store for r in Labeler(backend, rephrased, store, config()).label(pairs))
+    phrase_reader = CountingBackend()  # default: the phrases are part of the key
+    Labeler(phrase_reader, TASK, store, config()).label(pairs)
+    Labeler(phrase_reader, rephrased, store, config()).label(pairs)
+    assert backend.calls == 0 and phrase_reader.calls == 6

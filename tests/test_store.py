@@ -258,3 +258,16 @@ def test_processes_share_a_store(tmp_path: Path) -> None:
     rows = list(store.iter_queries())
     assert len(rows) == len({row.key for row in rows}) == 60
     assert all(row.ok for row in rows)
+
+
+def test_key_covers_only_the_task_fields_a_backend_reads(rng: np.random.Generator) -> None:
+    pair = random_pairs(rng, 1)[0]
+    hashes = (frame_hash(pair.first), frame_hash(pair.second))
+    edited = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",), ("a shut drawer",))
+    # By default phrases count (a CLIP backend reads them)...
+    assert query_key(IDENTITY, TASK, *hashes) != query_key(IDENTITY, edited, *hashes)
+    # ...a goal-only backend keeps its rows when phrases change, not when the goal does.
+    goal_only = ("goal",)
+    assert query_key(IDENTITY, TASK, *hashes, task_fields=goal_only) == query_key(IDENTITY, edited, *hashes, task_fields=goal_only)
+    with pytest.raises(UserError, match="colour"):
+        query_key(IDENTITY, TASK, *hashes, task_fields=("colour",))

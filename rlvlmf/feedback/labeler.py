@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import BudgetExhausted, ConfigError
 from rlvlmf.feedback.base import Answer, Backend, BackendError, FramePair, Label, TransientBackendError
-from rlvlmf.feedback.store import QueryStore, RunUsage, frame_hash, ground_truth, query_key
+from rlvlmf.feedback.store import DEFAULT_TASK_FIELDS, QueryStore, RunUsage, frame_hash, ground_truth, query_key
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +318,7 @@ class Labeler:
         self.stats = LabelerStats()
         self._rng = rng if rng is not None else np.random.default_rng()
         self._identity = backend.identity()
+        self._task_fields = tuple(getattr(backend, "task_fields", DEFAULT_TASK_FIELDS))
         self._limiter = RateLimiter(self.config.requests_per_minute)
         prior = store.run_usage(run_id) if store is not None and run_id is not None else RunUsage()
         self._usage = _Usage(queries=prior.queries, tokens=prior.tokens, cost_usd=prior.cost_usd)
@@ -355,7 +356,7 @@ class Labeler:
             queries = []
             for shown in oriented:
                 hashes = (frame_hash(shown.first), frame_hash(shown.second))
-                key = query_key(self._identity, self.task, *hashes)
+                key = query_key(self._identity, self.task, *hashes, task_fields=self._task_fields)
                 queries.append(unique.setdefault(key, _Query(shown, key, hashes)))
             per_pair.append(queries)
 

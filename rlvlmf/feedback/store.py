@@ -8,7 +8,8 @@ Layout of a store directory (default ``queries/``)::
 
 **Keys.** A query's key is the SHA-256 of the canonical JSON of the backend's
 ``identity()`` (family, model, prompt version, decoding parameters), the task text the
-backend may see (goal and phrases) and the two frame hashes in order. A frame hash is the
+backend reads (goal and phrases, or only the fields its ``task_fields`` names) and the two
+frame hashes in order. A frame hash is the
 SHA-256 of its shape and raw RGB bytes, not of its PNG bytes: PNG output depends on the
 zlib build, and a hash that changed with it would silently turn a warm store cold. The PNG
 written for a frame decodes to exactly those pixels, so the address can be re-checked.
@@ -33,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from rlvlmf.envs.task import TaskDescription
-from rlvlmf.errors import UserError
+from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.base import Answer, FramePair, Label
 from rlvlmf.feedback.images import decode_png, encode_png
 
@@ -80,6 +81,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
 
+_MISSING = object()
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS queries ({", ".join(f"{name} {kind}" for name, kind in _COLUMNS)});
@@ -110,24 +113,49 @@ def frame_hash(frame: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def task_identity(task: TaskDescription) -> dict[str, Any]:
-    """The part of a task a backend can see: the goal sentence (prompts) and the phrases (CLIP)."""
-    return {"goal": task.goal, "positive": list(task.positive_phrases), "negative": list(task.negative_phrases)}
+DEFAULT_TASK_FIELDS: tuple[str, ...] = ("goal", "positive_phrases", "negative_phrases")
+"""Task fields in the key unless a backend declares fewer with a ``task_fields`` class attribute.
+
+Chat backends read only the goal sentence (``task_fields = ("goal",)`` keeps their rows warm
+when phrases are edited); CLIP-style backends read the phrases too. The default assumes a
+backend may read all of them, so an edit never returns a stale answer."""
 
 
-def query_key(identity: Mapping[str, Any], task: TaskDescription, first_hash: str, second_hash: str) -> str:
+def task_identity(task: TaskDescription, fields: Sequence[str] = DEFAULT_TASK_FIELDS) -> dict[str, Any]:
+    """The fields of a task a backend can see, JSON-ready.
+
+    Raises:
+        ConfigError: A field name is not a ``TaskDescription`` field.
+    """
+    identity = {}
+    for name in fields:
+        value = getattr(task, name, _MISSING)
+        if value is _MISSING:
+            raise ConfigError(f"task_fields names {name!r}, which TaskDescription does not have")
+        identity[name] = list(value) if isinstance(value, tuple) else value
+    return identity
+
+
+def query_key(
+    identity: Mapping[str, Any],
+    task: TaskDescription,
+    first_hash: str,
+    second_hash: str,
+    task_fields: Sequence[str] = DEFAULT_TASK_FIELDS,
+) -> str:
     """Store key of one query: backend identity, task text and both frames, in order.
 
     Args:
         identity: ``Backend.identity()``.
-        task: The task whose goal the prompt carries.
+        task: The task asked about.
         first_hash: ``frame_hash`` of the frame shown first.
         second_hash: ``frame_hash`` of the frame shown second.
+        task_fields: The task fields the backend reads (its ``task_fields`` attribute).
 
     Returns:
         Hex SHA-256 key.
     """
-    payload = {"backend": dict(identity), "task": task_identity(task), "frames": [first_hash, second_hash]}
+    payload = {"backend": dict(identity), "task": task_identity(task, task_fields), "frames": [first_hash, second_hash]}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
