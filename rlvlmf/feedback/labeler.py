@@ -61,7 +61,8 @@ class LabelerConfig:
         max_retries: Retries of a batch after a transient error (0 = try once).
         backoff_base_s: First backoff ceiling; doubles each retry (full jitter below it).
         backoff_max_s: Largest backoff ceiling.
-        max_queries: Budget of queries (one pair in one order) for the run; ``None`` = no limit.
+        max_queries: Budget of queries for the run: pairs sent to the backend, one per order,
+            failed ones included (store hits are free); ``None`` = no limit.
         max_tokens: Budget of input + output tokens for the run.
         max_cost_usd: Budget of estimated dollars for the run.
         offline: Answer only from the store; misses come back failed.
