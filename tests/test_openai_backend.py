@@ -346,3 +346,33 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 def test_redact_removes_secrets_and_key_shapes() -> None:
     text = redact("key sk-abcdef123456 and AIzaSyA1234567890abcdefghijk and my-secret", ["my-secret"])
     assert "sk-abc" not in text and "AIza" not in text and "my-secret" not in text and text.count("[redacted]") == 3
+
+
+# --- log-probabilities -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_logprobs_give_prob_second(server: FakeOpenAIServer, pair: FramePair, structured: bool) -> None:
+    from tests.fakes.openai_server import LABEL_PROBS
+
+    backend = OpenAIBackend("fake-vlm", base_url=server.url, logprobs=True, structured_output=structured)
+    [answer] = run(backend, [pair])
+    stage1, stage2 = server.chat_requests()
+    assert "logprobs" not in stage1.body and stage2.body["logprobs"] is True and stage2.body["top_logprobs"] >= 3
+    assert answer.prob_second == pytest.approx(LABEL_PROBS["1"] / (LABEL_PROBS["1"] + LABEL_PROBS["0"]))
+    assert backend.identity() == OpenAIBackend("fake-vlm", base_url=server.url).identity()
+
+
+def test_no_logprobs_by_default(server: FakeOpenAIServer, pair: FramePair) -> None:
+    [answer] = run(OpenAIBackend("fake-vlm", base_url=server.url), [pair])
+    assert answer.prob_second is None and all("logprobs" not in r.body for r in server.chat_requests())
+
+
+def test_minus_one_logprob_is_read_from_its_first_token() -> None:
+    from rlvlmf.feedback.backends.openai import _choice_logprobs
+    from tests.fakes.openai_server import label_logprobs
+
+    found = _choice_logprobs(label_logprobs("-1", structured=True), ["0", "1", "-1"])
+    assert found is not None and set(found) == {"0", "1", "-1"}
+    assert _choice_logprobs({"content": [{"token": "Sure", "logprob": -0.1}]}, ["0", "1", "-1"]) is None
+    assert _choice_logprobs(None, ["0", "1"]) is None

@@ -152,12 +152,42 @@ class FakeResponse:
 Responder = Callable[[RecordedRequest], FakeResponse]
 
 
+LABEL_PROBS = {"1": 0.7, "0": 0.2, "-": 0.1}
+"""Probabilities behind the default label answer's logprobs (the answer is the likeliest)."""
+
+
 def default_responder(request: RecordedRequest, label: str = "1") -> FakeResponse:
-    """Analysis text for requests with images, a label for text-only ones."""
+    """Analysis text for requests with images, a label for text-only ones.
+
+    The label comes as ``{"answer": ...}`` when ``response_format`` is sent, with token
+    logprobs (from ``LABEL_PROBS``) when ``logprobs`` is requested.
+    """
     if request.has_images:
         return FakeResponse.reply(ANALYSIS_TEXT, prompt_tokens=900, completion_tokens=60)
-    structured = isinstance(request.body, dict) and "response_format" in request.body
-    return FakeResponse.reply(json.dumps({"answer": label}) if structured else label, prompt_tokens=150, completion_tokens=5)
+    body = request.body if isinstance(request.body, dict) else {}
+    structured = "response_format" in body
+    logprobs = label_logprobs(label, structured) if body.get("logprobs") else None
+    return FakeResponse.reply(json.dumps({"answer": label}) if structured else label, prompt_tokens=150, completion_tokens=5, logprobs=logprobs)
+
+
+def label_logprobs(label: str, structured: bool) -> dict[str, Any]:
+    """Chat Completions ``logprobs`` for a label reply, tokenised as a BPE model would.
+
+    "-1" is two tokens ("-", "1"); the JSON form wraps the answer in its own tokens.
+    """
+    import math
+
+    def token(text: str, logprob: float = 0.0, top: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {"token": text, "logprob": logprob, "bytes": None, "top_logprobs": top or []}
+
+    first = label[:1] if label.startswith("-") else label
+    alternatives = [token(t, math.log(p)) for t, p in LABEL_PROBS.items()]
+    answer = [token(first, math.log(LABEL_PROBS.get(first, 0.5)), alternatives)]
+    if label.startswith("-"):
+        answer.append(token(label[1:]))
+    if structured:
+        answer = [token('{"'), token("answer"), token('":"'), *answer, token('"}')]
+    return {"content": answer}
 
 
 class FakeOpenAIServer:

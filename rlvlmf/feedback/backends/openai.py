@@ -50,6 +50,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # 8 pools of 32 connections: room for 256 requests in flight, short pool scans (see LoopLocalClient).
 _CLIENT_SHARDS = 8
 _CONNECTIONS_PER_SHARD = 32
+_TOP_LOGPROBS = 5
 
 
 def is_official(base_url: str) -> bool:
@@ -70,6 +71,9 @@ class OpenAIBackend(ChatBackend):
         max_tokens_field: Request field for the token limit; empty = ``max_completion_tokens``
             for api.openai.com (its newer models reject ``max_tokens``), ``max_tokens`` elsewhere.
         api_key_env: Environment variable holding the key.
+        logprobs: Ask for token log-probabilities on the label question and turn those of
+            "0" and "1" into ``Answer.prob_second`` (OpenAI's non-reasoning models, vLLM,
+            SGLang and llama.cpp return them; off by default as not every server does).
 
     Raises:
         ConfigError: No key for api.openai.com, or a bad option.
@@ -90,6 +94,7 @@ class OpenAIBackend(ChatBackend):
         image_detail: str = "",
         max_tokens_field: str = "",
         api_key_env: str = DEFAULT_KEY_ENV,
+        logprobs: bool = False,
     ) -> None:
         base_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
@@ -110,6 +115,7 @@ class OpenAIBackend(ChatBackend):
         self._api_key_env = api_key_env
         self.structured_output = structured_output
         self.image_detail = image_detail
+        self.logprobs = logprobs
         self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if is_official(base_url) else "max_tokens")
         self._structured_supported = True
         self._ssl_context: ssl.SSLContext | None = None
@@ -152,6 +158,9 @@ class OpenAIBackend(ChatBackend):
         structured = bool(choices) and self.structured_output and self._structured_supported
         if structured:
             payload["response_format"] = _choice_schema(choices or ())
+        if choices and self.logprobs:
+            payload["logprobs"] = True
+            payload["top_logprobs"] = _TOP_LOGPROBS
         try:
             data = await self._post(payload)
         except BackendError as exc:
@@ -164,6 +173,8 @@ class OpenAIBackend(ChatBackend):
             data = await self._post(payload)
         reply = _reply(data)
         reply.meta["structured"] = structured
+        if choices and self.logprobs:
+            reply.choice_logprobs = _choice_logprobs(data["choices"][0].get("logprobs"), choices)
         return reply
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +247,36 @@ def _reply(data: dict[str, Any]) -> ChatReply:
         refusal=refusal,
         meta=meta,
     )
+
+
+def _choice_logprobs(logprobs: Any, choices: Sequence[str]) -> dict[str, float] | None:
+    """Log-probabilities of the choices at the token where the answer starts.
+
+    The answer token is the first generated token that is a choice or the start of one
+    (``-`` of ``-1``), whether the reply is plain (``1``) or JSON (``{"answer":"1"}``). The
+    alternatives at that position give each choice's log-probability; ``-1`` is read from
+    its first token.
+    """
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return None
+    firsts = {choice[:1] if choice.startswith("-") else choice: choice for choice in choices}
+    for entry in content:
+        if not isinstance(entry, dict) or _token(entry.get("token")) not in firsts:
+            continue
+        found: dict[str, float] = {}
+        for alt in [entry, *(entry.get("top_logprobs") or [])]:
+            if not isinstance(alt, dict):
+                continue
+            token, logprob = _token(alt.get("token")), alt.get("logprob")
+            if token in firsts and isinstance(logprob, (int, float)) and firsts[token] not in found:
+                found[firsts[token]] = float(logprob)
+        return found or None
+    return None
+
+
+def _token(token: Any) -> str | None:
+    return token.strip().strip('"') if isinstance(token, str) else None
 
 
 def _int(value: Any) -> int:
