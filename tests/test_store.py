@@ -47,6 +47,7 @@ def test_record_get_round_trip(tmp_path: Path, rng: np.random.Generator) -> None
     np.testing.assert_array_equal(store.load_frame(read.first_frame), pair.first)
     np.testing.assert_array_equal(store.load_frame(read.second_frame), pair.second)
     assert store.frame_path(read.first_frame).parent.name == read.first_frame[:2]
+    assert store.get_many([key, "0" * 64, key]) == {key: written}
     # A second handle (another process would do the same) sees the committed row.
     assert QueryStore(tmp_path / "q", create=False).get(key) == written
 

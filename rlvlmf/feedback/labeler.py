@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import BudgetExhausted, ConfigError
 from rlvlmf.feedback.base import Answer, Backend, BackendError, FramePair, Label, TransientBackendError
-from rlvlmf.feedback.store import DEFAULT_TASK_FIELDS, QueryStore, RunUsage, frame_hash, ground_truth, query_key
+from rlvlmf.feedback.store import DEFAULT_TASK_FIELDS, QueryStore, RunUsage, StoredQuery, frame_hash, ground_truth, query_key
 
 logger = logging.getLogger(__name__)
 
@@ -361,7 +361,8 @@ class Labeler:
                 queries.append(unique.setdefault(key, _Query(shown, key, hashes)))
             per_pair.append(queries)
 
-        misses = [query for query in unique.values() if not self._from_store(query)]
+        stored = self.store.get_many(list(unique)) if self.store is not None else {}
+        misses = [query for query in unique.values() if not self._from_store(query, stored.get(query.key))]
         if self.config.offline:
             for query in misses:
                 query.result = self._failed(query, OFFLINE_ERROR)
@@ -401,10 +402,7 @@ class Labeler:
 
     # ----------------------------------------------------------------- store side
 
-    def _from_store(self, query: _Query) -> bool:
-        if self.store is None:
-            return False
-        row = self.store.get(query.key)
+    def _from_store(self, query: _Query, row: StoredQuery | None) -> bool:
         if row is None or not row.ok:
             return False
         query.result = LabeledQuery(query.key, row.answer(), from_store=True, gt_label=ground_truth(query.pair)[0])

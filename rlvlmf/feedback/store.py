@@ -431,6 +431,20 @@ class QueryStore:
             row = self._conn.execute(f"SELECT {', '.join(_COLUMN_NAMES)} FROM queries WHERE key = ?", (key,)).fetchone()
         return None if row is None else StoredQuery._from_row(row)
 
+    def get_many(self, keys: Sequence[str]) -> dict[str, StoredQuery]:
+        """Rows for many keys at once (missing keys are left out)."""
+        found: dict[str, StoredQuery] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
+            chunk = unique[start : start + 500]
+            sql = f"SELECT {', '.join(_COLUMN_NAMES)} FROM queries WHERE key IN ({', '.join('?' for _ in chunk)})"
+            with self._lock:
+                rows = self._conn.execute(sql, chunk).fetchall()
+            for row in rows:
+                query = StoredQuery._from_row(row)
+                found[query.key] = query
+        return found
+
     def put(self, query: StoredQuery, *, replace: bool = False) -> bool:
         """Commit one row.
 
