@@ -188,8 +188,8 @@ def train_command(spec: RunSpec, state: RunState) -> list[str]:
     """The real command: ``python -m rlvlmf train ...``, or ``train --resume DIR`` for a partial run."""
     base = [PYTHON, "-m", "rlvlmf", "train"]
     if state is RunState.PARTIAL:
-        return [*base, "--resume", str(spec.run_dir)]
-    return [*base, *spec.train_args()]
+        return [*base, "--resume", str(spec.run_dir), "--no-progress"]
+    return [*base, *spec.train_args(), "--no-progress"]  # progress bars would fill the log files
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
