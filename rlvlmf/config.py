@@ -150,3 +150,25 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected text, got {value!r}")
         return value
     return value
+
+
+def parse_options(items: Iterable[str]) -> dict[str, Any]:
+    """``["beta=1", "mode=one-stage"]`` -> ``{"beta": 1, "mode": "one-stage"}``.
+
+    Values that read as JSON (numbers, ``true``/``false``, ``null``) become those; the rest
+    stay text.
+
+    Raises:
+        ConfigError: An item is not ``key=value``.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"option {item!r} is not of the form key=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip()] = value
+    return options

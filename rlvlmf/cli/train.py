@@ -1,0 +1,86 @@
+"""``rlvlmf train``: one training run (RL-VLM-F by default), resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rlvlmf.errors import UserError
+
+EPILOG = """examples:
+  rlvlmf train --preset cartpole-swingup --steps 20000            # scripted teacher, offline
+  rlvlmf train --preset drawer-open --backend openai:gpt-4o --set labeler.max_cost_usd=20
+  rlvlmf train --preset pendulum --reward env                     # ground-truth baseline
+  rlvlmf train --resume runs/cartpole-swingup-preference-scripted-s0
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train SAC on a learned (VLM-feedback), ground-truth, CLIP or code reward",
+        description="Train one run. Results go to OUT/NAME: config.json, metrics.csv, eval.jsonl, "
+        "videos/, tensorboard/, checkpoints/, reward_model.pt, summary.json.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", default="cartpole-swingup", help="env preset (see `rlvlmf envs`; default: %(default)s)")
+    parser.add_argument("--reward", default="preference",
+                        help="preference (RL-VLM-F), env (ground truth), clip, or code:FILE (default: %(default)s)")
+    parser.add_argument("--backend", default="scripted",
+                        help="who labels queries, e.g. scripted, openai:gpt-4o, gemini:gemini-2.5-flash, "
+                        "hf:PATH; for --reward clip a clip:MODEL (default: %(default)s)")
+    parser.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="backend option, repeatable (e.g. eps_mistake=0.1, mode=one-stage)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="env steps (default: the preset's schedule)")
+    parser.add_argument("--out", default="runs", help="folder of run folders (default: %(default)s)")
+    parser.add_argument("--name", help="run folder name (default: PRESET-REWARD-BACKEND-sSEED)")
+    parser.add_argument("--store", default="queries", help="query store folder (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, repeatable: num_interact=2000, sac.batch_size=256, "
+                        "reward_model.input=state, labeler.max_cost_usd=5")
+    parser.add_argument("--offline", action="store_true", help="answer queries only from the store (no VLM calls)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
+    parser.add_argument("--checkpoint", help="with --resume: the checkpoint folder to continue from")
+    parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rlvlmf.train import build_config, default_run_name, run_training
+
+    progress = not args.no_progress
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.overrides or args.steps:
+            raise UserError("--resume continues a run with its saved config; --set and --steps cannot change it")
+        if (run_dir / "summary.json").exists():
+            print(f"{run_dir} is already complete; results in {run_dir}")
+            return 0
+        summary = run_training(None, run_dir, resume=True, checkpoint=args.checkpoint, store_dir=args.store,
+                               progress=progress, stop_after=args.stop_after)
+    else:
+        if args.checkpoint:
+            raise UserError("--checkpoint goes with --resume")
+        fields = {"reward": args.reward, "backend": args.backend, "seed": args.seed,
+                  "backend_options": tuple(args.backend_opt)}
+        if args.steps is not None:
+            fields["steps"] = args.steps
+        overrides = list(args.overrides) + (["labeler.offline=true"] if args.offline else [])
+        config = build_config(args.preset, overrides, **fields)
+        run_dir = Path(args.out) / (args.name or default_run_name(config))
+        if (run_dir / "summary.json").exists():
+            raise UserError(f"{run_dir} already holds a finished run; choose another --name or --seed")
+        if (run_dir / "config.json").exists():
+            raise UserError(f"{run_dir} already holds an unfinished run; continue it with "
+                            f"`rlvlmf train --resume {run_dir}` or choose another --name")
+        summary = run_training(config, run_dir, store_dir=args.store, progress=progress, stop_after=args.stop_after)
+    print(json.dumps(summary.__dict__, indent=2))
+    if summary.extra.get("complete"):
+        print(f"results in {summary.run_dir} (metrics.csv, eval.jsonl, videos/, tensorboard/, reward_model.pt)")
+    else:
+        print(f"stopped at step {summary.steps}; continue with `rlvlmf train --resume {summary.run_dir}`")
+    return 0

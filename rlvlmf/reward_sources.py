@@ -1,0 +1,83 @@
+"""Rewards that need no preference labels: CLIP-family scores and generated reward code.
+
+Both are computed per transition as it is stored, from the frame (CLIP) or the observation
+(code), and written to the replay buffer's learned-reward column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rlvlmf.envs.task import TaskDescription
+from rlvlmf.errors import ConfigError, UserError
+from rlvlmf.feedback.registry import parse_spec
+from rlvlmf.train_config import TrainConfig
+
+
+class FrameRewardSource(Protocol):
+    """Reward of stored transitions without a learned model."""
+
+    needs_frames: bool
+    """Whether ``__call__`` reads rendered frames (then every step is rendered)."""
+
+    def __call__(self, frames: np.ndarray | None, next_obs: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        """``(N,)`` rewards from ``(N, H, W, 3)`` frames, ``(N, D)`` observations and the env's
+        ``(N,)`` sparse reward (success where the env reports it)."""
+
+    def close(self) -> None:
+        """Release the model or sandbox."""
+
+
+class ClipFrameReward:
+    """Baumli et al. / VLM-RM / cosine reward of each frame from a CLIP or SigLIP model."""
+
+    needs_frames = True
+
+    def __init__(self, config: TrainConfig, task: TaskDescription) -> None:
+        from rlvlmf.feedback.backends.clip import ClipScorer
+        from rlvlmf.reward.vlm_rewards import ClipReward
+
+        spec = parse_spec(config.backend)
+        if spec.family != "clip" or not spec.model:
+            raise ConfigError(f"--reward clip needs --backend clip:<model id or path>, got {config.backend!r}")
+        self.reward = ClipReward(ClipScorer(spec.model), task, config.clip)
+
+    def __call__(self, frames: np.ndarray | None, next_obs: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        return self.reward(frames)
+
+    def close(self) -> None:
+        pass
+
+
+class CodeFrameReward:
+    """VLM-CaR: dense sub-goal reward from verified generated code, plus the sparse env reward."""
+
+    needs_frames = False
+
+    def __init__(self, path: str) -> None:
+        from rlvlmf.codegen.prompts import parse_program
+        from rlvlmf.codegen.reward import CodeReward
+
+        file = Path(path)
+        if not file.is_file():
+            raise UserError(f"reward code file {path!r} not found; write one with `rlvlmf codegen --preset NAME --backend SPEC`")
+        self.reward = CodeReward(parse_program(file.read_text()))
+        self.reward.sandbox.start()
+
+    def __call__(self, frames: np.ndarray | None, next_obs: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        return self.reward(np.asarray(next_obs, np.float64)) + np.asarray(sparse, np.float32)
+
+    def close(self) -> None:
+        self.reward.close()
+
+
+def make_frame_reward_source(config: TrainConfig, task: TaskDescription) -> FrameRewardSource:
+    """The label-free reward a config asks for (``reward="clip"`` or ``"code:<file>"``)."""
+    if config.reward == "clip":
+        return ClipFrameReward(config, task)
+    if config.reward.startswith("code:"):
+        return CodeFrameReward(config.reward.split(":", 1)[1])
+    raise ConfigError(f"reward {config.reward!r} has no frame reward source")

@@ -1,0 +1,139 @@
+"""The resolved configuration of a training run, and each preset's schedule.
+
+A run is described by one ``TrainConfig``; ``default_config(preset)`` fills it from the
+preset's schedule (the RL-VLM-F paper's where it gives one, PEBBLE's DMC settings
+otherwise), and ``--set key=value`` overrides any field, nested ones with dots
+(``sac.batch_size=256``, ``labeler.max_cost_usd=5``). The resolved config is saved with
+the run as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlvlmf.agents.sac import SACConfig
+from rlvlmf.envs.presets import get_preset
+from rlvlmf.errors import ConfigError
+from rlvlmf.feedback.labeler import LabelerConfig
+from rlvlmf.reward.config import RewardModelConfig
+from rlvlmf.reward.sampling import SAMPLING_METHODS, SamplingMethod
+from rlvlmf.reward.vlm_rewards import ClipRewardConfig
+
+RewardMode = str
+"""``"preference"`` (RL-VLM-F / PEBBLE), ``"env"`` (ground truth), ``"clip"`` or ``"code:<file>"``."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run."""
+
+    preset: str = "cartpole-swingup"
+    """Env preset (``rlvlmf envs`` lists them)."""
+    reward: RewardMode = "preference"
+    """``preference``: learn a reward from preference labels; ``env``: the env's own reward
+    (the ground-truth baseline); ``clip``: CLIP/SigLIP score of each frame; ``code:<file>``:
+    verified generated reward functions plus the env's sparse reward."""
+    backend: str = "scripted"
+    """Who labels the queries (``rlvlmf backends``), or the CLIP model for ``reward=clip``."""
+    backend_options: tuple[str, ...] = ()
+    """``key=value`` options passed to the backend (``eps_mistake=0.1``, ``mode=one-stage``)."""
+    seed: int = 0
+    """Seeds the env, the agent, query sampling and the scripted teacher."""
+    steps: int = 500_000
+    """Env steps in total."""
+    seed_steps: int = 1000
+    """Steps of uniformly random actions at the start."""
+    unsup_steps: int = 1000
+    """Steps of unsupervised pre-training (k-NN state entropy) after the random ones."""
+    num_interact: int = 5000
+    """Env steps between feedback rounds."""
+    reward_batch: int = 50
+    """Queries per feedback round."""
+    max_feedback: int = 10_000
+    """Queries in total; no more rounds once reached."""
+    sampling: SamplingMethod = "uniform"
+    """How each round's pairs are chosen: ``uniform``, ``disagreement`` or ``entropy``."""
+    segment_length: int = 1
+    """Frames per compared segment (1 in RL-VLM-F: single frames)."""
+    query_pool_size: int = 256
+    """Frames at the VLM's resolution kept per round to draw pairs from (a uniform reservoir
+    over the steps since the previous round); the only full-size frames a run keeps."""
+    reset_critic: bool = True
+    """Reset the critic after the first feedback round, as in PEBBLE."""
+    knn_k: int = 5
+    """k of the k-NN state-entropy reward in unsupervised pre-training."""
+    eval_every: int = 10_000
+    """Env steps between evaluations (also one at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation, each from a different seeded initial state."""
+    eval_video: bool = True
+    """Write a GIF of the first episode of each evaluation."""
+    checkpoint_every: int = 10_000
+    """A checkpoint at the first episode end after this many steps since the last one."""
+    update_every: int = 1
+    """Env steps per SAC gradient step."""
+    threads: int = 1
+    """torch CPU threads; one is fastest for these network sizes on a shared 2-core box."""
+    sac: SACConfig = field(default_factory=SACConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    clip: ClipRewardConfig = field(default_factory=ClipRewardConfig)
+
+    def __post_init__(self) -> None:
+        get_preset(self.preset)  # raises UnknownNameError listing the presets
+        if self.reward not in ("preference", "env", "clip") and not self.reward.startswith("code:"):
+            raise ConfigError(f"reward must be preference, env, clip or code:<file>, got {self.reward!r}")
+        for name in ("steps", "num_interact", "reward_batch", "eval_episodes", "query_pool_size", "segment_length", "update_every", "threads", "knn_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("seed_steps", "unsup_steps", "max_feedback", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.sampling not in SAMPLING_METHODS:
+            raise ConfigError(f"sampling must be one of {SAMPLING_METHODS}, got {self.sampling!r}")
+        if self.segment_length != 1 and self.query_pool_size < 2:
+            raise ConfigError("query_pool_size must be >= 2")
+
+    @property
+    def learns_reward(self) -> bool:
+        """Whether this run asks for preferences and fits a reward model."""
+        return self.reward == "preference"
+
+
+# Per-preset schedules. MetaWorld and CartPole: the RL-VLM-F paper's; the other DMC tasks:
+# PEBBLE's; pendulum: a small one for quick checks. SAC sizes: MetaWorld 3x256 / batch 512 /
+# lr 3e-4, DMC PEBBLE 2x1024 / batch 1024 / lr 5e-4.
+_METAWORLD_SAC = dict(hidden_sizes=(256, 256, 256), batch_size=512, actor_lr=3e-4, critic_lr=3e-4)
+_DMC_SAC = dict(hidden_sizes=(1024, 1024), batch_size=1024, actor_lr=5e-4, critic_lr=5e-4)
+_METAWORLD = dict(steps=1_000_000, seed_steps=1000, unsup_steps=9000, num_interact=4000, reward_batch=40, max_feedback=20_000, eval_every=20_000)
+SCHEDULES: dict[str, dict] = {
+    "cartpole-swingup": dict(steps=500_000, seed_steps=1000, unsup_steps=1000, num_interact=5000, reward_batch=50,
+                             max_feedback=10_000, reward_model=dict(max_epochs=50, lr=3e-4), sac=_DMC_SAC),
+    "walker-walk": dict(steps=500_000, seed_steps=1000, unsup_steps=9000, num_interact=20_000, reward_batch=100,
+                        max_feedback=1000, reward_model=dict(max_epochs=50), sac=_DMC_SAC),
+    "cheetah-run": dict(steps=500_000, seed_steps=1000, unsup_steps=9000, num_interact=20_000, reward_batch=100,
+                        max_feedback=1000, reward_model=dict(max_epochs=50), sac=_DMC_SAC),
+    "reacher-easy": dict(steps=200_000, seed_steps=1000, unsup_steps=9000, num_interact=10_000, reward_batch=50,
+                         max_feedback=500, reward_model=dict(max_epochs=50), sac=_DMC_SAC),
+    "pendulum": dict(steps=20_000, seed_steps=1000, unsup_steps=1000, num_interact=2000, reward_batch=20,
+                     max_feedback=200, eval_every=2000, checkpoint_every=2000,
+                     reward_model=dict(max_epochs=50), sac=dict(hidden_sizes=(256, 256), batch_size=256)),
+    "drawer-open": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=_METAWORLD_SAC),
+    "sweep-into": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=_METAWORLD_SAC),
+    "soccer": dict(**_METAWORLD, reward_model=dict(max_epochs=5, lr=1e-4), sac=_METAWORLD_SAC),
+}
+
+
+def default_config(preset: str, **overrides: object) -> TrainConfig:
+    """The preset's schedule as a ``TrainConfig``; keyword ``overrides`` replace top-level fields.
+
+    The reward model's frame size follows the preset's ``reward_frame_size``.
+    """
+    schedule = dict(SCHEDULES.get(preset, {}))
+    reward_frame_size = get_preset(preset).reward_frame_size
+    sac = dataclasses.replace(SACConfig(), **schedule.pop("sac", {}))
+    reward_model = dataclasses.replace(RewardModelConfig(frame_size=reward_frame_size), **schedule.pop("reward_model", {}))
+    base = TrainConfig(preset=preset, sac=sac, reward_model=reward_model, **schedule)
+    return dataclasses.replace(base, **overrides) if overrides else base
