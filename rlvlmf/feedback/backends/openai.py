@@ -166,7 +166,7 @@ class OpenAIBackend(ChatBackend):
         except BackendError as exc:
             if not (structured and exc.status in (400, 422) and _STRUCTURED_REJECTED.search(str(exc))):
                 raise
-            log.warning("openai: %s rejected structured output; asking in plain text from now on", self.base_url)
+            log.warning("openai: %s rejected structured output; asking in plain text from now on", urlsplit(self.base_url).hostname)
             self._structured_supported = False
             structured = False
             del payload["response_format"]
