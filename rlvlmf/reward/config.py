@@ -31,6 +31,9 @@ class RewardModelConfig:
         state_kind: Which transition fields form the state vector: ``"obs_action"`` (PEBBLE's
             r(s, a)), ``"obs"`` or ``"next_obs"``. Ignored for image-only models.
         conv_channels: Output channels of the four conv layers.
+        encoder: ``"conv"`` (the reference encoder) or ``"fls"``: the same convs with a
+            Free-Lunch-Saliency spatial attention layer whose weights are a saliency map
+            (``rlvlmf.reward.saliency``).
         hidden_sizes: Hidden layers of the MLP head after the (optional) conv features.
             ``None`` means the reference default: none for images (conv -> linear -> tanh),
             3x256 for state or both.
@@ -57,6 +60,7 @@ class RewardModelConfig:
     state_dim: int = 0
     state_kind: StateKind = "obs_action"
     conv_channels: tuple[int, ...] = (16, 32, 64, 128)
+    encoder: Literal["conv", "fls"] = "conv"
     hidden_sizes: tuple[int, ...] | None = None
     ensemble_size: int = 3
     lr: float = 3e-4
@@ -88,6 +92,8 @@ class RewardModelConfig:
         for name in ("ensemble_size", "batch_size", "max_epochs", "capacity", "predict_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"reward {name} must be >= 1, got {getattr(self, name)}")
+        if self.encoder not in ("conv", "fls"):
+            raise ConfigError(f"reward encoder must be 'conv' or 'fls', got {self.encoder!r}")
         if self.inference_dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"reward inference_dtype must be 'float32' or 'bfloat16', got {self.inference_dtype!r}")
         if not self.lr > 0:

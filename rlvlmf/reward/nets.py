@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from rlvlmf.reward.config import CONV_KERNELS, CONV_STRIDES, RewardModelConfig, conv_output_size
+from rlvlmf.reward.saliency import FLSConvEncoder
 
 
 def preprocess_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -55,9 +56,9 @@ class RewardNet(nn.Module):
         super().__init__()
         self.config = config
         features = 0
-        self.encoder: ConvEncoder | None = None
+        self.encoder: ConvEncoder | FLSConvEncoder | None = None
         if config.uses_frames:
-            self.encoder = ConvEncoder(config.conv_channels)
+            self.encoder = (FLSConvEncoder if config.encoder == "fls" else ConvEncoder)(config.conv_channels)
             features += config.conv_channels[-1] * conv_output_size(config.frame_size) ** 2
         if config.uses_states:
             features += config.state_dim
