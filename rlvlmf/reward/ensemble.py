@@ -38,10 +38,11 @@ class FitReport:
         train_acc: Accuracy over the last epoch's minibatches, averaged over members
             (the early-stopping criterion).
         heldout_acc: Accuracy of the ensemble mean on held-out labels (NaN if none).
-        gt_acc: Accuracy of the ensemble mean against ground-truth labels over every stored
-            pair that has one (NaN if none).
-        label_gt_acc: Accuracy of the stored labels themselves against the ground truth,
-            i.e. how good the teacher / VLM is (NaN if no ground truth).
+        gt_acc: Accuracy of the ensemble mean against ground-truth labels on the newest
+            (at most 1024) stored pairs that have one (NaN if none).
+        label_gt_acc: Accuracy of the stored labels (those with a preference) against the
+            ground truth over every stored pair, i.e. how good the teacher / VLM is (NaN if
+            no ground truth).
         num_train: Labels trained on.
         seconds: Wall time of the fit.
     """
@@ -181,8 +182,8 @@ class RewardEnsemble(nn.Module):
         start_time = time.perf_counter()
         cfg = self.config
         train = dataset.train_indices()
-        if cfg.no_preference == "drop" and len(train):
-            train = train[dataset.batch(train).labels >= 0]
+        if cfg.no_preference == "drop":
+            train = train[dataset.labels_at(train)[0] >= 0]
         epochs, loss_value, train_acc = 0, float("nan"), float("nan")
         if len(train):
             self.train()
@@ -219,27 +220,31 @@ class RewardEnsemble(nn.Module):
         heldout_acc, gt_acc, label_gt_acc = self.evaluate(dataset)
         return FitReport(epochs, loss_value, train_acc, heldout_acc, gt_acc, label_gt_acc, len(train), time.perf_counter() - start_time)
 
-    def evaluate(self, dataset: PreferenceDataset) -> tuple[float, float, float]:
-        """Accuracies of the ensemble mean on stored labels.
+    def evaluate(self, dataset: PreferenceDataset, max_pairs: int = 1024) -> tuple[float, float, float]:
+        """Accuracies of the ensemble mean on stored labels; cost bounded by ``max_pairs``.
 
         Args:
             dataset: The labelled pairs.
+            max_pairs: The ensemble is scored on at most this many held-out pairs and this
+                many of the newest pairs with ground truth, so a round's evaluation does not
+                grow with the label count.
 
         Returns:
             ``(heldout_acc, gt_acc, label_gt_acc)``; see ``FitReport``. NaN where undefined.
         """
-        heldout = dataset.heldout_indices()
+        heldout = dataset.heldout_indices()[-max_pairs:]
         heldout_acc = self.accuracy(dataset.batch(heldout)) if len(heldout) else float("nan")
+        everything = dataset.newest_indices(len(dataset))
+        labels, gt = dataset.labels_at(everything)
+        known = gt >= 0
         gt_acc = label_gt_acc = float("nan")
-        if len(dataset):
-            everything = dataset.all()
-            known = everything.gt_labels >= 0
-            if known.any():
-                with_gt = _slice_batch(everything, known)
-                gt_acc = self.accuracy(with_gt._replace(labels=with_gt.gt_labels))
-                has_label = with_gt.labels >= 0
-                if has_label.any():
-                    label_gt_acc = float((with_gt.labels[has_label] == with_gt.gt_labels[has_label]).mean())
+        if known.any():
+            with_gt = everything[known][-max_pairs:]
+            batch = dataset.batch(with_gt)
+            gt_acc = self.accuracy(batch._replace(labels=batch.gt_labels))
+            answered = known & (labels >= 0)
+            if answered.any():
+                label_gt_acc = float((labels[answered] == gt[answered]).mean())
         return heldout_acc, gt_acc, label_gt_acc
 
     def accuracy(self, batch: PreferenceBatch) -> float:

@@ -178,6 +178,17 @@ class PreferenceDataset:
             side("first"), side("second"), a["labels"][indices].astype(np.int64), a["gt_labels"][indices].astype(np.int64)
         )
 
+    def labels_at(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, gt_labels)`` int64 at the given slots, without gathering any inputs."""
+        if not self._arrays:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return self._arrays["labels"][indices].astype(np.int64), self._arrays["gt_labels"][indices].astype(np.int64)
+
+    def newest_indices(self, count: int) -> np.ndarray:
+        """Slots of the newest ``count`` pairs (all if fewer), oldest first."""
+        slots = self._valid_slots()
+        return slots[max(len(slots) - count, 0):]
+
     def all(self) -> PreferenceBatch:
         """Every stored pair, oldest first."""
         return self.batch(self._valid_slots())
