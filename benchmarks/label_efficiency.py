@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlvlmf.errors import UserError
 from rlvlmf.evaluation.report import build_report, markdown_tables, write_report
 from rlvlmf.evaluation.runs import find_runs
 from rlvlmf.sweep import PYTHON, RunState, Variant, expand_grid, parse_names, parse_seeds, run_state, run_sweep, train_command
@@ -111,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(finished)}/{len(specs)} runs finished, {len(result.failed)} failed, sweep took {sweep_s:.0f} s")
 
     runs = [r for r in find_runs([out]) if r.path.name in {s.name for s in specs}]
-    report = build_report(runs, rng=np.random.default_rng(0), reps=args.reps)
+    try:
+        report = build_report(runs, rng=np.random.default_rng(0), reps=args.reps)
+    except UserError as exc:  # e.g. runs shorter than one episode have no evaluation
+        print(f"no report: {exc}", file=sys.stderr)
+        return 2
     docs = Path(args.docs)
     write_report(report, docs / "label_efficiency", title="Label efficiency: ground truth vs scripted teachers")
     table = markdown_tables(report)
