@@ -137,12 +137,12 @@ def test_saliency_cli_writes_overlays(tmp_path: Path, fls_model: RewardEnsemble)
         # Twice the model's size: the command resizes.
         paths[-1].write_bytes(encode_png(frame.repeat(2, axis=0).repeat(2, axis=1)))
     out = tmp_path / "maps"
-    command = [sys.executable, "-m", "rlvlmf", "reward", "saliency", "--model", str(model_path), "--frames", *map(str, paths), "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+    base = [sys.executable, "-m", "rlvlmf", "reward", "saliency", "--model", str(model_path), "--out", str(out)]
+    done = subprocess.run([*base, "--frames", *map(str, paths)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     written = sorted(out.glob("*.png"))
     assert [p.name for p in written] == ["f0_saliency.png", "f1_saliency.png"]
     with Image.open(written[0]) as image:
         assert image.size[0] >= SIZE and np.asarray(image).std() > 0
-    missing = subprocess.run([*command[:-4], "--frames", str(tmp_path / "nope.png"), "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    missing = subprocess.run([*base, "--frames", str(tmp_path / "nope.png")], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert missing.returncode == 2 and "nope.png" in missing.stderr and "Traceback" not in missing.stderr
