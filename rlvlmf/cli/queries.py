@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rlvlmf.audit.cli import SUBCOMMANDS as AUDIT_SUBCOMMANDS
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.base import FramePair
@@ -183,7 +184,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- wiring
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (register_ask, register_stats)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (register_ask, register_stats, *AUDIT_SUBCOMMANDS)
 """Registration functions of the ``queries`` sub-commands, in help order."""
 
 
