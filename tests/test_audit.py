@@ -15,7 +15,9 @@ from PIL import Image
 
 from rlvlmf.audit.report import AuditConfig, write_audit_report
 from rlvlmf.audit.stats import ABSTAIN, CORRECT, FAILED, NO_GT, WRONG, flip_stats, gap_bins, outcome
+from rlvlmf.codegen.records import CodegenRecorder, messages_record
 from rlvlmf.envs.task import TaskDescription
+from rlvlmf.feedback.chat import ChatMessage
 from rlvlmf.feedback.base import Answer, FramePair, Label
 from rlvlmf.feedback.store import QueryStore, frame_hash, query_key
 
@@ -89,10 +91,13 @@ def _cell(page: str, ident: str) -> str:
 
 def test_report_numbers_escaping_and_side_files(tmp_path: Path, rng: np.random.Generator) -> None:
     store, keys = build_store(tmp_path / "q", rng)
-    (store.root / "codegen").mkdir()
-    (store.root / "codegen" / "drawer.json").write_text(
-        json.dumps({"prompt": "write reward", "answer": "```python\n<b>x</b>```", "code": "def reward(obs): return 1 < 2", "verification": {"passed": True}})
-    )
+    recorder = CodegenRecorder(store.root, "20240101-000000-drawer-abc123")
+    goal_frame = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    recorder.save_frames({"goal": goal_frame})
+    recorder.save("session", {"task": {"goal": "to open the drawer"}, "backend": IDENTITY})
+    messages = messages_record([ChatMessage("user", ("write a reward <i>now</i>", goal_frame))], recorder.image_files)
+    recorder.save("attempt-01", {"messages": messages, "reply": "```python\n<b>x</b>```", "code": "def reward(obs): return 1 < 2", "verification": {"passed": True}, "passed": True})
+    recorder.save("result", {"passed": True, "attempts": 1})
     out = tmp_path / "report" / "audit.html"
     result = write_audit_report(store, out, AuditConfig(num_bins=2, thumb_size=16))
     page = out.read_text(encoding="utf-8")
@@ -118,7 +123,8 @@ def test_report_numbers_escaping_and_side_files(tmp_path: Path, rng: np.random.G
     # The hostile answer is shown as text, never as markup; so is the codegen record.
     assert HOSTILE not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "&lt;b&gt;x&lt;/b&gt;" in page and "return 1 &lt; 2" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "return 1 &lt; 2" in page and "a reward &lt;i&gt;now&lt;/i&gt;" in page
+    assert "passed after 1 attempt(s)" in page and "&lt;image goal.png [20, 20, 3]&gt;" in page and 'alt="goal"' in page
     assert page.count("<script>") == 1  # only the report's own filter script
 
     numbers = json.loads((result.files_dir / "stats.json").read_text())

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from rlvlmf.audit import plots
+from rlvlmf.audit.codegen_view import codegen_section
 from rlvlmf.audit.relabel import HUMAN_LABELER, human_labels
 from rlvlmf.audit.stats import (
     ABSTAIN,
@@ -361,31 +362,6 @@ def _pairs_section(rows: Sequence[StoredQuery], kinds: Sequence[str], thumbs: _T
     return html_text, len(order)
 
 
-def _codegen_section(store_root: Path) -> str:
-    paths = sorted((store_root / "codegen").glob("*.json"))
-    if not paths:
-        return ""
-    items = []
-    for path in paths:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            items.append(f"<details><summary>{_e(path.name)}: unreadable</summary><pre>{_e(exc)}</pre></details>")
-            continue
-        if not isinstance(record, dict):
-            record = {"record": record}
-        # Known fields first in a reading order, then whatever else the record carries.
-        known = ("task", "prompt", "answer", "code", "verification")
-        fields = [name for name in known if name in record] + sorted(name for name in record if name not in known)
-        parts = "".join(
-            f"<details {'open' if name in ('code', 'verification') else ''}><summary>{_e(name)}</summary><pre>"
-            f"{_e(value if isinstance(value, str) else json.dumps(value, indent=1, sort_keys=True, default=str))}</pre></details>"
-            for name, value in ((name, record[name]) for name in fields)
-        )
-        items.append(f'<details class="codegen"><summary>{_e(path.name)}</summary><div class="info">{parts}</div></details>')
-    return f'<h2 id="codegen">Reward code generation</h2><p>{len(paths)} record(s) from {_e(store_root / "codegen")}.</p>' + "".join(items)
-
-
 def _saliency_section(rows: Sequence[StoredQuery], store: QueryStore, saliency: SaliencyFn, count: int) -> str:
     digests: list[str] = []
     for row in rows:
@@ -486,17 +462,19 @@ def write_audit_report(
     humans = human_labels(store, config.run_id)
     pairs_html, listed = _pairs_section(rows, kinds, _Thumbs(store, config.thumb_size), humans, config.max_pairs, f"{files_dir.name}/relabel.csv")
     title = f"rlvlmf query audit: {store.root}" + (f" run {config.run_id}" if config.run_id else "")
+    codegen_html = codegen_section(store.root, config.thumb_size)
     body = "".join(
         [
             f"<h1>{_e(title)}</h1>",
             '<nav><a href="#summary">summary</a> · <a href="#agreement">agreement by gap</a> · <a href="#confusion">confusion</a> · '
-            '<a href="#pairs">pairs</a></nav>',
+            + ('<a href="#codegen">code generation</a> · ' if codegen_html else "")
+            + '<a href="#pairs">pairs</a></nav>',
             _summary_section(summary),
             _bins_section(bins, _data_url(pngs["agreement_by_gap"])),
             _confusion_section(table, _data_url(pngs["confusion"])),
             f'<h2 id="latency">Latency</h2><div class="plots"><img alt="latency" src="{_data_url(pngs["latency"])}"></div>',
             _saliency_section(rows, store, saliency, config.saliency_frames) if saliency and config.saliency_frames else "",
-            _codegen_section(store.root),
+            codegen_html,
             pairs_html,
         ]
     )
