@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlvlmf.envs.task import TaskDescription  # noqa: E402
-from rlvlmf.feedback.base import FramePair  # noqa: E402
+from rlvlmf.feedback.base import Backend, FramePair  # noqa: E402
 from rlvlmf.feedback.labeler import Labeler, LabelerConfig  # noqa: E402
 from rlvlmf.feedback.registry import make_backend  # noqa: E402
 from rlvlmf.feedback.store import QueryStore  # noqa: E402
@@ -53,18 +53,27 @@ def render_like_frame(rng: np.random.Generator, size: int) -> np.ndarray:
     return frame
 
 
+def make_bench_backend(url: str | None, mode: str, pair_latency: float) -> Backend:
+    """The openai backend at ``url``, or (``url=None``) an in-process one that just waits."""
+    if url is not None:
+        return make_backend(f"openai:fake-vlm@{url}", mode=mode)
+    from tests.fakes.backends import CountingBackend
+
+    return CountingBackend(delay_s=pair_latency)
+
+
 def run_one(
-    url: str, concurrency: int, n_pairs: int, mode: str, size: int, rng: np.random.Generator
+    url: str | None, concurrency: int, n_pairs: int, mode: str, size: int, pair_latency: float, rng: np.random.Generator
 ) -> tuple[float, float, float, int]:
     """Label ``n_pairs`` new pairs; returns (pairs/s, mean pair latency, client CPU s per pair, failures)."""
     pairs = [FramePair(render_like_frame(rng, size), render_like_frame(rng, size)) for _ in range(n_pairs)]
-    backend = make_backend(f"openai:fake-vlm@{url}", mode=mode)
+    backend = make_bench_backend(url, mode, pair_latency)
     config = LabelerConfig(max_in_flight=concurrency, progress=False)
     with tempfile.TemporaryDirectory() as store_dir, Labeler(backend, TASK, QueryStore(store_dir), config, run_id="bench") as labeler:
         start, cpu_start = time.perf_counter(), time.process_time()
         results = labeler.label(pairs)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    latency = statistics.mean(r.answer.latency_s for r in results if not r.failed) if results else float("nan")
+    latency = statistics.mean(r.answer.latency_s for r in results if not r.failed) if url is not None else float("nan")
     return n_pairs / elapsed, latency, cpu / n_pairs, sum(r.failed for r in results)
 
 
@@ -76,27 +85,32 @@ def main() -> None:
     parser.add_argument("--mode", choices=["two-stage", "one-stage"], default="two-stage")
     parser.add_argument("--size", type=int, default=200, help="frame side in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--in-process", action="store_true", help="no HTTP: a backend that waits stages*delay, to time labeler + store alone"
+    )
     args = parser.parse_args()
 
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve, args=(args.delay, child), daemon=True)
     server.start()
-    url = parent.recv()
+    url = None if args.in_process else parent.recv()
     rng = np.random.default_rng(args.seed)
     stages = 2 if args.mode == "two-stage" else 1
     pair_latency = stages * args.delay
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     try:
-        run_one(url, 2, 4, args.mode, args.size, rng)  # warm up imports and connections
-        print(f"server delay {args.delay * 1000:.0f} ms/request, {args.mode} ({stages} requests/pair), {args.size}x{args.size} frames")
+        run_one(url, 2, 4, args.mode, args.size, pair_latency, rng)  # warm up imports and connections
+        where = "in-process backend (no HTTP)" if url is None else "fake OpenAI server in its own process"
+        print(f"{where}: delay {args.delay * 1000:.0f} ms/request, {args.mode} ({stages} requests/pair), {args.size}x{args.size} frames")
         print(f"{'concurrency':>11} {'pairs':>6} {'pairs/s':>9} {'target':>8} {'ideal':>6} {'mean pair latency':>18} {'client CPU/pair':>16} {'failed':>6}")
         for concurrency in args.concurrency:
             n_pairs = args.pairs_per_slot * concurrency
-            rate, latency, cpu, failed = run_one(url, concurrency, n_pairs, args.mode, args.size, rng)
+            rate, latency, cpu, failed = run_one(url, concurrency, n_pairs, args.mode, args.size, pair_latency, rng)
+            shown_latency = "-" if np.isnan(latency) else f"{latency * 1000:.0f} ms"
             # With no server delay there is no target: the run measures the client's CPU ceiling.
             target = 0.8 * concurrency / pair_latency if pair_latency > 0 else float("nan")
             ideal = rate / (target / 0.8) if pair_latency > 0 else float("nan")
-            print(f"{concurrency:>11} {n_pairs:>6} {rate:>9.2f} {target:>8.2f} {ideal:>6.2f} {latency * 1000:>15.0f} ms {cpu * 1000:>13.1f} ms {failed:>6}")
+            print(f"{concurrency:>11} {n_pairs:>6} {rate:>9.2f} {target:>8.2f} {ideal:>6.2f} {shown_latency:>18} {cpu * 1000:>13.1f} ms {failed:>6}")
     finally:
         parent.send("stop")
         server.join(timeout=10)
