@@ -93,9 +93,11 @@ class RunSummary:
 class Trainer:
     """Holds the state of one run; ``run()`` is the PEBBLE loop."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, *, store_dir: str | Path = "queries", progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, run_dir: Path, *, store_dir: str | Path = "queries",
+                 export_dir: str | Path | None = "reward_models", progress: bool = True) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
+        self.export_dir = None if export_dir is None else Path(export_dir)
         self.progress = progress
         torch.set_num_threads(config.threads)
 
@@ -146,6 +148,7 @@ class Trainer:
         self._episode_return = 0.0
         self._episode_learned = 0.0
         self._last_fit: dict[str, float] = {}
+        self._last_losses: dict[str, float] = {}
 
     def _state_dim(self, obs_dim: int, action_dim: int) -> int:
         kind = self.config.reward_model.state_kind
@@ -303,8 +306,11 @@ class Trainer:
                 second = self.ensemble.member_rewards(buf.reward_inputs(pairs.second, self.state_kind)).sum(-1)
                 return first, second
         method = self.config.sampling if member_returns is not None else "uniform"
-        return select_queries(method, candidates, num, T, self.rng, member_returns=member_returns,
-                              frames=buf.frames)
+        pairs = select_queries(method, candidates, num, T, self.rng, member_returns=member_returns, frames=buf.frames)
+        # Candidates are drawn with replacement; asking the same pair twice buys nothing.
+        ends = np.sort(np.stack([pairs.first[:, -1], pairs.second[:, -1]], axis=1), axis=1)
+        _, first_seen = np.unique(ends, axis=0, return_index=True)
+        return pairs.take(np.sort(first_seen))
 
     def _query_frames(self, pairs: SegmentPairs) -> tuple[np.ndarray, np.ndarray]:
         """The VLM-size frames of the last step of each side, from the query pool."""
@@ -323,10 +329,8 @@ class Trainer:
             reference = self.buffer.next_obs[: len(self.buffer)]
             intrinsic = self.entropy(batch.next_obs, reference, self.rng)
             batch = TransitionBatch(batch.obs, batch.action, intrinsic.unsqueeze(1), batch.next_obs, batch.not_done)
-        losses = self.agent.update(batch)
+        self._last_losses = self.agent.update(batch)
         counters.updates += 1
-        if counters.updates % 1000 == 0:
-            self.metrics.log(counters.step, {f"sac/{k}": v for k, v in losses.items()})
 
     def _end_episode(self, info: dict[str, Any], bar: tqdm) -> None:
         counters = self.counters
@@ -335,6 +339,7 @@ class Trainer:
                "train/episode": counters.episode}
         if "success" in info:
             row["train/success"] = float(info["success"])
+        row.update({f"sac/{k}": v for k, v in self._last_losses.items()})  # the episode's last update
         self.metrics.log(counters.step, row)
         postfix = {"return": f"{self._episode_return:.1f}", "labels": counters.labels}
         if self._last_fit:
@@ -420,6 +425,8 @@ class Trainer:
         if self.ensemble is None or self.ensemble.rounds == 0:
             return
         self.ensemble.save(self.run_dir / "reward_model.pt")
+        if self.export_dir is not None:
+            self.ensemble.save(self.export_dir / f"{self.run_dir.name}.pt")
         if self.preferences is not None:
             self.preferences.save(self.run_dir / "preferences.npz")
 
@@ -490,7 +497,8 @@ def default_run_name(config: TrainConfig) -> str:
 
 
 def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, checkpoint: str | None = None,
-                 store_dir: str | Path = "queries", progress: bool = True, stop_after: int | None = None) -> RunSummary:
+                 store_dir: str | Path = "queries", export_dir: str | Path | None = "reward_models", progress: bool = True,
+                 stop_after: int | None = None) -> RunSummary:
     """Train one run in ``run_dir``, or continue it from its latest checkpoint.
 
     Args:
@@ -499,6 +507,7 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = Fal
         resume: Continue from the latest (or ``checkpoint``) checkpoint.
         checkpoint: Name of a checkpoint folder to resume from instead of the latest.
         store_dir: The query store.
+        export_dir: Where the final reward model is also exported (``None``: only the run folder).
         progress: Show the tqdm bar.
         stop_after: Stop (without finishing) after this many steps; for tests and demos.
 
@@ -516,7 +525,7 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = Fal
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir)
-    trainer = Trainer(config, run_dir, store_dir=store_dir, progress=progress)
+    trainer = Trainer(config, run_dir, store_dir=store_dir, export_dir=export_dir, progress=progress)
     try:
         if resume and (trainer.checkpoints.latest() is not None or checkpoint is not None):
             trainer.load_checkpoint(checkpoint)
