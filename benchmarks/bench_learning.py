@@ -66,8 +66,8 @@ def bench_reward_fit(quick: bool) -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     size, labels_count = 64, 150
-    for epochs in (10, 50):
-        config = RewardModelConfig(input="image", frame_size=size, max_epochs=epochs, early_stop_acc=1.0)
+    for epochs, dtype in ((10, "float32"), (50, "float32"), (10, "bfloat16"), (50, "bfloat16")):
+        config = RewardModelConfig(input="image", frame_size=size, max_epochs=epochs, early_stop_acc=1.0, compute_dtype=dtype)
         dataset = PreferenceDataset(1000)
         a, b = rng.integers(0, size - 12, labels_count), rng.integers(0, size - 12, labels_count)
         dataset.add(
@@ -76,7 +76,7 @@ def bench_reward_fit(quick: bool) -> None:
         )
         ensemble = RewardEnsemble(config)
         report = ensemble.fit(dataset, rng)
-        print(f"image reward fit 64x64 ensemble=3 labels={labels_count} max_epochs={epochs}: {report.seconds:6.2f} s "
+        print(f"image reward fit 64x64 ensemble=3 labels={labels_count} {dtype:<8} max_epochs={epochs}: {report.seconds:6.2f} s "
               f"({report.epochs} epochs, {report.seconds / report.epochs * 1e3:.0f} ms/epoch, train acc {report.train_acc:.2f}, gt acc {report.gt_acc:.2f})")
         if quick:
             break
@@ -91,7 +91,7 @@ def bench_relabel(quick: bool) -> None:
     buffer.obs[:] = rng.normal(size=buffer.obs.shape)
     buffer.total_added = steps
     for dtype in ("float32", "bfloat16"):
-        image = RewardEnsemble(RewardModelConfig(input="image", frame_size=64, inference_dtype=dtype))
+        image = RewardEnsemble(RewardModelConfig(input="image", frame_size=64, compute_dtype=dtype))
         for batch_size in (64, 256, 1024):
             seconds = timed(lambda: buffer.relabel(lambda x: image.predict(x, batch_size), None), 1, warmup=0)
             print(f"relabel image reward 64x64 ensemble=3 {dtype:<8} predict_batch={batch_size:<5}: {steps / seconds:6.0f} frames/s "

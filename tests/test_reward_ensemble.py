@@ -66,10 +66,12 @@ def state_pairs(rng: np.random.Generator, n: int, weights: np.ndarray, t: int) -
     return RewardInputs(None, first), RewardInputs(None, second), labels
 
 
-@pytest.mark.parametrize("segment_length", [1, 5])
-def test_state_ensemble_recovers_linear_reward(rng: np.random.Generator, segment_length: int) -> None:
+@pytest.mark.parametrize(("segment_length", "dtype"), [(1, "float32"), (5, "float32"), (5, "bfloat16")])
+def test_state_ensemble_recovers_linear_reward(rng: np.random.Generator, segment_length: int, dtype: str) -> None:
     weights = np.array([1.0, -2.0, 0.5, 0.0], np.float32)
-    config = RewardModelConfig(input="state", state_dim=4, hidden_sizes=(64, 64), max_epochs=40, heldout_fraction=0.2, lr=1e-3)
+    config = RewardModelConfig(
+        input="state", state_dim=4, hidden_sizes=(64, 64), max_epochs=40, heldout_fraction=0.2, lr=1e-3, compute_dtype=dtype
+    )
     dataset = PreferenceDataset(config.capacity, config.heldout_fraction)
     first, second, labels = state_pairs(rng, 1200, weights, segment_length)
     dataset.add(first, second, labels, rng, gt_labels=labels)
@@ -160,6 +162,6 @@ def test_bad_config_and_bad_file(tmp_path) -> None:
 def test_bfloat16_inference_is_close_to_float32(rng: np.random.Generator) -> None:
     config = RewardModelConfig(input="image", frame_size=SIZE)
     exact = RewardEnsemble(config, seed=3)
-    fast = RewardEnsemble(dataclasses.replace(config, inference_dtype="bfloat16"), seed=3)
+    fast = RewardEnsemble(dataclasses.replace(config, compute_dtype="bfloat16"), seed=3)
     frames = RewardInputs(rng.integers(0, 255, (32, SIZE, SIZE, 3), dtype=np.uint8), None)
     np.testing.assert_allclose(fast.predict(frames), exact.predict(frames), atol=0.02)

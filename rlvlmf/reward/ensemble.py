@@ -72,7 +72,7 @@ class RewardEnsemble(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.members = nn.ModuleList(RewardNet(config) for _ in range(config.ensemble_size))
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
         self.rounds = 0
         """Feedback rounds fit so far."""
 
@@ -91,6 +91,9 @@ class RewardEnsemble(nn.Module):
             s = torch.from_numpy(np.ascontiguousarray(inputs.states, dtype=np.float32))
             states = s.reshape(-1, s.shape[-1])
         return images, states
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.compute_dtype == "bfloat16")
 
     @torch.inference_mode()
     def member_rewards(self, inputs: RewardInputs, batch_size: int | None = None) -> np.ndarray:
@@ -116,8 +119,7 @@ class RewardEnsemble(nn.Module):
         batch_size = batch_size or self.config.predict_batch_size
         total = flat.size
         out = np.empty((len(self.members), total), dtype=np.float32)
-        low_precision = self.config.inference_dtype == "bfloat16"
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+        with self._autocast():
             for start in range(0, total, batch_size):
                 images, states = self._tensors(flat.take(slice(start, start + batch_size)))
                 for e, member in enumerate(self.members):
@@ -157,7 +159,9 @@ class RewardEnsemble(nn.Module):
             None if batch.first.states is None else np.concatenate([batch.first.states, batch.second.states]),
         )
         images, states = self._tensors(both)
-        returns = member(images, states).view(2, n, t).sum(dim=-1)
+        with self._autocast():
+            rewards = member(images, states).float()
+        returns = rewards.view(2, n, t).sum(dim=-1)
         return returns[0], returns[1]
 
     @staticmethod
