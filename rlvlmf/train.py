@@ -20,6 +20,7 @@ a resumed run reads paid answers back instead of asking again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ from rlvlmf.checkpoint import CheckpointManager
 from rlvlmf.config import parse_options, to_dict
 from rlvlmf.envs import make_env
 from rlvlmf.envs.frames import resize_frame
-from rlvlmf.errors import UserError
+from rlvlmf.errors import BudgetExhausted, UserError
 from rlvlmf.evaluate import evaluate_policy
 from rlvlmf.feedback.base import FramePair, Label
 from rlvlmf.feedback.labeler import POSITION_FLIP, Labeler
@@ -246,7 +247,14 @@ class Trainer:
         env_r = self.buffer.env_reward
         frame_pairs = [FramePair(first_frames[i], second_frames[i], env_r[pairs.first[i]], env_r[pairs.second[i]])
                        for i in range(len(pairs))]
-        results = self.labeler.label(frame_pairs)
+        try:
+            results = self.labeler.label(frame_pairs)
+        except BudgetExhausted as exc:
+            # Everything answered before the limit is in the store: use it, then ask no more.
+            logger.warning("%s; no more feedback rounds, training goes on with the labels so far", exc)
+            self.labeler.config = dataclasses.replace(self.labeler.config, offline=True)
+            results = self.labeler.label(frame_pairs)
+            counters.next_feedback = config.steps + 1
         counters.queries += len(pairs)
 
         # Abstains and failures carry no preference; a genuine "no difference" (or a
@@ -469,8 +477,6 @@ def build_config(preset: str, overrides: list[str] | tuple[str, ...] = (), **fie
     The reward model's state size is derived from the env (observation plus action for
     PEBBLE's r(s, a)), so ``--set reward_model.input=state`` needs nothing else.
     """
-    import dataclasses
-
     from rlvlmf.config import apply_overrides
     from rlvlmf.train_config import default_config
 

@@ -112,3 +112,14 @@ def test_config_errors_are_user_errors() -> None:
     assert config.reward_model.state_dim == 3
     assert build_config("pendulum", ["reward_model.input=state"]).reward_model.state_dim == 4
     assert np.isclose(build_config("drawer-open").sac.actor_lr, 3e-4)
+
+
+def test_budget_stops_feedback_but_not_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = build_config("pendulum", [*TINY, "labeler.max_queries=12"], steps=800)
+    summary = run_training(config, tmp_path / "run", store_dir=tmp_path / "q", export_dir=None, progress=False)
+    assert summary.extra["complete"] and summary.steps == 800
+    with QueryStore(tmp_path / "q") as store:
+        asked = store.stats().total
+    assert asked <= 12 + 8  # the batches in flight when the limit was hit are kept, never more
+    assert summary.labels == asked  # every paid answer was used
+    assert "budget" in caplog.text.lower()
