@@ -151,22 +151,37 @@ def test_report_caps_pairs_and_filters_run(tmp_path: Path, rng: np.random.Genera
         write_audit_report(store, tmp_path / "b.html", AuditConfig(run_id="other"))
 
 
+def _screenshot(chromium: str, url: str, shot: Path, profile: Path, height: int) -> np.ndarray:
+    command = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}", f"--screenshot={shot}", f"--window-size=1200,{height}", url,
+    ]  # fmt: skip
+    subprocess.run(command, capture_output=True, timeout=60, check=False)
+    assert shot.exists(), "chromium wrote no screenshot"
+    with Image.open(shot) as image:
+        return np.asarray(image.convert("L"), dtype=np.float64)
+
+
+def _content_bottom(pixels: np.ndarray) -> int:
+    """Last row with anything darker than the white background."""
+    return int(np.nonzero(pixels.min(axis=1) < 240)[0].max())
+
+
 def test_report_renders_in_headless_chromium(tmp_path: Path, rng: np.random.Generator) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     store, _ = build_store(tmp_path / "q", rng)
     out = tmp_path / "audit.html"
-    write_audit_report(store, out, AuditConfig())
-    shot = tmp_path / "shot.png"
-    command = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,900", out.as_uri(),
-    ]  # fmt: skip
-    subprocess.run(command, capture_output=True, timeout=60, check=False)
-    assert shot.exists(), "chromium wrote no screenshot"
-    with Image.open(shot) as image:
-        pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    write_audit_report(store, out, AuditConfig(thumb_size=64))
+    pixels = _screenshot(chromium, out.as_uri(), tmp_path / "shot.png", tmp_path / "profile", 900)
     assert pixels.shape == (900, 1200)
     assert pixels.std() > 5.0  # text, tables and plots, not a blank page
+
+    # The outcome filter is CSS (:target), so it needs no script: showing only the two wrong
+    # pairs makes the page end well above the full list's end.
+    full = _screenshot(chromium, out.as_uri(), tmp_path / "full.png", tmp_path / "profile", 5000)
+    wrong = _screenshot(chromium, out.as_uri() + "#show-wrong", tmp_path / "wrong.png", tmp_path / "profile", 5000)
+    card = (_content_bottom(full) - _content_bottom(wrong)) / 8  # eight cards hidden
+    assert card > 60, (_content_bottom(full), _content_bottom(wrong))
