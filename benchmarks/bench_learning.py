@@ -54,6 +54,85 @@ def bench_sac(quick: bool) -> None:
                   f"{seconds * 1e3:8.1f} ms/update  ({1 / seconds:6.1f} updates/s)")
 
 
+class ReferenceStyleSAC:
+    """A PEBBLE-style update written the common way, as a baseline for ``SAC.update``.
+
+    Two separate Q MLPs, a ``torch.distributions`` squashed Gaussian, default Adam, and the
+    critic's weight gradients computed (then discarded) during the actor step.
+    """
+
+    def __init__(self, hidden: tuple[int, ...]) -> None:
+        from torch import distributions as D, nn
+
+        def mlp(i: int, o: int) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            for h in hidden:
+                layers += [nn.Linear(i, h), nn.ReLU()]
+                i = h
+            return nn.Sequential(*layers, nn.Linear(i, o))
+
+        self.D = D
+        self.actor, self.q1, self.q2 = mlp(OBS_DIM, 2 * ACTION_DIM), mlp(OBS_DIM + ACTION_DIM, 1), mlp(OBS_DIM + ACTION_DIM, 1)
+        self.t1, self.t2 = mlp(OBS_DIM + ACTION_DIM, 1), mlp(OBS_DIM + ACTION_DIM, 1)
+        self.log_alpha = torch.zeros((), requires_grad=True)
+        self.opt_a = torch.optim.Adam(self.actor.parameters(), 5e-4)
+        self.opt_c = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], 5e-4)
+        self.opt_t = torch.optim.Adam([self.log_alpha], 1e-4)
+        self.step = 0
+
+    def dist(self, obs: torch.Tensor):
+        mu, log_std = self.actor(obs).chunk(2, -1)
+        log_std = -5 + 3.5 * (torch.tanh(log_std) + 1)
+        return self.D.TransformedDistribution(self.D.Normal(mu, log_std.exp()), [self.D.TanhTransform(cache_size=1)])
+
+    def update(self, b: TransitionBatch) -> None:
+        d = self.dist(b.next_obs)
+        a = d.rsample()
+        lp = d.log_prob(a).sum(-1, keepdim=True)
+        x = torch.cat([b.next_obs, a], -1)
+        target = (b.reward + b.not_done * 0.99 * (torch.min(self.t1(x), self.t2(x)) - self.log_alpha.exp().detach() * lp)).detach()
+        x = torch.cat([b.obs, b.action], -1)
+        loss = torch.nn.functional.mse_loss(self.q1(x), target) + torch.nn.functional.mse_loss(self.q2(x), target)
+        self.opt_c.zero_grad()
+        loss.backward()
+        self.opt_c.step()
+        d = self.dist(b.obs)
+        a = d.rsample()
+        lp = d.log_prob(a).sum(-1, keepdim=True)
+        x = torch.cat([b.obs, a], -1)
+        actor_loss = (self.log_alpha.exp().detach() * lp - torch.min(self.q1(x), self.q2(x))).mean()
+        self.opt_a.zero_grad()
+        actor_loss.backward()
+        self.opt_a.step()
+        alpha_loss = (self.log_alpha.exp() * (-lp - (-ACTION_DIM)).detach()).mean()
+        self.opt_t.zero_grad()
+        alpha_loss.backward()
+        self.opt_t.step()
+        if self.step % 2 == 0:
+            with torch.no_grad():
+                for t, s in zip([*self.t1.parameters(), *self.t2.parameters()], [*self.q1.parameters(), *self.q2.parameters()]):
+                    t.mul_(0.995).add_(s, alpha=0.005)
+        self.step += 1
+
+
+def bench_sac_vs_reference(quick: bool) -> None:
+    """Our update against the common way, interleaved so that load from others hits both."""
+    torch.set_num_threads(1)
+    for hidden, batch_size in (((1024, 1024), 1024), ((256, 256), 256)):
+        ours, reference = SAC(OBS_DIM, ACTION_DIM, SACConfig(hidden_sizes=hidden, batch_size=batch_size)), ReferenceStyleSAC(hidden)
+        batch = TransitionBatch(
+            torch.randn(batch_size, OBS_DIM), torch.rand(batch_size, ACTION_DIM) * 2 - 1,
+            torch.randn(batch_size, 1), torch.randn(batch_size, OBS_DIM), torch.ones(batch_size, 1),
+        )
+        times: dict[str, list[float]] = {"ours": [], "reference-style": []}
+        for _ in range(3 if quick else 8):
+            times["ours"].append(timed(lambda: ours.update(batch), 2 if batch_size >= 1024 else 10, warmup=1))
+            times["reference-style"].append(timed(lambda: reference.update(batch), 2 if batch_size >= 1024 else 10, warmup=1))
+        a, b = np.median(times["ours"]), np.median(times["reference-style"])
+        print(f"sac update vs reference-style  hidden={'x'.join(map(str, hidden))} batch={batch_size} threads=1: "
+              f"ours {a * 1e3:.1f} ms, reference-style {b * 1e3:.1f} ms ({b / a:.2f}x)")
+
+
 def square_frames(positions: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """Noisy frames with a bright square at ``positions`` (its x coordinate is the reward)."""
     frames = rng.integers(0, 60, size=(len(positions), size, size, 3), dtype=np.uint8)
@@ -104,10 +183,10 @@ def bench_relabel(quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
-    parser.add_argument("--only", choices=("sac", "fit", "relabel"), help="run one group")
+    parser.add_argument("--only", choices=("sac", "sac-vs-reference", "fit", "relabel"), help="run one group")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    groups = {"sac": bench_sac, "fit": bench_reward_fit, "relabel": bench_relabel}
+    groups = {"sac": bench_sac, "sac-vs-reference": bench_sac_vs_reference, "fit": bench_reward_fit, "relabel": bench_relabel}
     for name, bench in groups.items():
         if args.only in (None, name):
             bench(args.quick)
