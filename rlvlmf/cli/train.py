@@ -31,14 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="scripted",
                         help="who labels queries, e.g. scripted, openai:gpt-4o, gemini:gemini-2.5-flash, "
                         "hf:PATH; for --reward clip a clip:MODEL (default: %(default)s)")
-    parser.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--backend-opt", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="backend option, repeatable (e.g. eps_mistake=0.1, mode=one-stage)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="env steps (default: the preset's schedule)")
     parser.add_argument("--out", default="runs", help="folder of run folders (default: %(default)s)")
     parser.add_argument("--name", help="run folder name (default: PRESET-REWARD-BACKEND-sSEED)")
     parser.add_argument("--store", default="queries", help="query store folder (default: %(default)s)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override any config field, repeatable: num_interact=2000, sac.batch_size=256, "
                         "reward_model.input=state, labeler.max_cost_usd=5")
     parser.add_argument("--offline", action="store_true", help="answer queries only from the store (no VLM calls)")
