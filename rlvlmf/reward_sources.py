@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from rlvlmf.envs.task import TaskDescription
+from rlvlmf.codegen.sandbox import SandboxRejected
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.registry import parse_spec
 from rlvlmf.train_config import TrainConfig
@@ -57,27 +58,46 @@ class CodeFrameReward:
 
     needs_frames = False
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, source: str, store_dir: str | Path) -> None:
         from rlvlmf.codegen.prompts import parse_program
+        from rlvlmf.codegen.records import load_program
         from rlvlmf.codegen.reward import CodeReward
 
-        file = Path(path)
-        if not file.is_file():
-            raise UserError(f"reward code file {path!r} not found; write one with `rlvlmf codegen --preset NAME --backend SPEC`")
-        self.reward = CodeReward(parse_program(file.read_text()))
-        self.reward.sandbox.start()
+        path = Path(source)
+        if path.suffix == ".py":
+            # A hand-written program: the user vouches for it, but it still runs sandboxed.
+            if not path.is_file():
+                raise UserError(f"reward code file {source!r} not found")
+            program = parse_program(path.read_text())
+        else:
+            program = load_program(source, root=store_dir)  # a `rlvlmf codegen` result or session id
+        self.reward = CodeReward(program)
+        try:
+            self.reward.sandbox.start()
+        except SandboxRejected as exc:
+            self.reward.close()
+            raise UserError(f"the reward code was rejected by the sandbox: {exc}") from exc
 
     def __call__(self, frames: np.ndarray | None, next_obs: np.ndarray, sparse: np.ndarray) -> np.ndarray:
-        return self.reward(np.asarray(next_obs, np.float64)) + np.asarray(sparse, np.float32)
+        try:
+            dense = self.reward(np.asarray(next_obs, np.float64))
+        except SandboxRejected as exc:
+            raise UserError(f"the reward code failed on a new observation ({exc}); fix the program, "
+                            "then continue with `rlvlmf train --resume RUN`") from exc
+        return dense + np.asarray(sparse, np.float32)
 
     def close(self) -> None:
         self.reward.close()
 
 
-def make_frame_reward_source(config: TrainConfig, task: TaskDescription) -> FrameRewardSource:
-    """The label-free reward a config asks for (``reward="clip"`` or ``"code:<file>"``)."""
+def make_frame_reward_source(config: TrainConfig, task: TaskDescription, store_dir: str | Path) -> FrameRewardSource:
+    """The label-free reward a config asks for (``reward="clip"`` or ``"code:<source>"``).
+
+    A code source is a ``.py`` file, a JSON result of ``rlvlmf codegen --out``, or a codegen
+    session id in the query store ``store_dir``.
+    """
     if config.reward == "clip":
         return ClipFrameReward(config, task)
     if config.reward.startswith("code:"):
-        return CodeFrameReward(config.reward.split(":", 1)[1])
+        return CodeFrameReward(config.reward.split(":", 1)[1], store_dir)
     raise ConfigError(f"reward {config.reward!r} has no frame reward source")

@@ -142,7 +142,7 @@ class Trainer:
             if config.unsup_steps > 0:
                 self.entropy = StateEntropyReward(k=config.knn_k)
         elif config.reward != "env":
-            self.frame_reward = make_frame_reward_source(config, self.task)
+            self.frame_reward = make_frame_reward_source(config, self.task, store_dir)
 
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints")
         self.metrics: MetricsLogger | None = None
