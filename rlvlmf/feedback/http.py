@@ -165,7 +165,12 @@ def decode_json_object(response: httpx.Response, *, provider: str, secrets: Sequ
     """
     body = response.content
     try:
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except UnicodeDecodeError:
+            # Whole JSON with bytes that are not UTF-8 is a server bug, not a cut-off body:
+            # asking again would pay for the same bytes. Keep the text, U+FFFD in their place.
+            data = json.loads(body.decode("utf-8", "replace"))
     except (ValueError, UnicodeDecodeError):
         snippet = redact(body[:200].decode("utf-8", "replace"), secrets)
         if body.lstrip()[:1] in (b"{", b"["):
