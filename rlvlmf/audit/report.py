@@ -482,5 +482,7 @@ def write_audit_report(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>{body}<script>{_JS}</script></body></html>"
     )
-    write_shared(out, page.encode("utf-8"))
+    # A model's text may hold lone surrogates (JSON allows "\ud800"); show them as escapes
+    # rather than fail to write the report.
+    write_shared(out, page.encode("utf-8", "backslashreplace"))
     return AuditResult(out, files_dir, summary, bins, table, listed, relabel_rows, plot_paths)
