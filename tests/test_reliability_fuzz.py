@@ -51,3 +51,19 @@ def test_fuzzed_answers_through_backend_labeler_and_store(family: str, tmp_path:
         assert stats.total == stats.ok == N_HTTP
         assert stats.labels.get(-1, 0) + stats.labels.get(0, 0) + stats.labels.get(1, 0) == N_HTTP
         assert sum(stats.abstains.values()) == sum(a.label is None for a in answers)
+
+
+def test_audit_report_of_fuzzed_answers_is_written_and_inert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlvlmf.cli import main
+
+    answers = AnswerFuzzer(np.random.default_rng(2), huge_every=1000).many(120)
+    assert any("\ud800" in a.text or "\udfff" in a.text for a in answers)
+    results, store = label_fuzzed("openai", answers, tmp_path / "q")
+    store.close()
+    out = tmp_path / "audit.html"
+    assert main(["queries", "audit", "--store", str(tmp_path / "q"), "--out", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    page = out.read_text(encoding="utf-8")
+    # Model text is shown escaped: the page's own script is the only one.
+    assert page.count("<script") == 1 and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x onerror" not in page and "<svg/onload" not in page

@@ -53,7 +53,8 @@ class _Wire:
 
     images: Callable[[RecordedRequest], list[bytes]]
     text: Callable[[RecordedRequest], str]
-    analysis: Callable[[str], FakeResponse]
+    reply: Callable[[str], FakeResponse]
+    """A reply whose answer is this text."""
     answer: Callable[[int], FakeResponse]
     """A reply whose answer text is the placeholder (the index picks a variant)."""
 
@@ -79,7 +80,7 @@ def fuzz_responder(family: str, answers: Sequence[FuzzAnswer]) -> Callable[[Reco
     def respond(request: RecordedRequest) -> FakeResponse:
         images = wire.images(request)
         if images:
-            return wire.analysis(f"Both frames look alike; this is fuzz item {_index_of(images[0])}.")
+            return wire.reply(f"Both frames look alike; this is fuzz item {_index_of(images[0])}.")
         match = _ITEM.search(wire.text(request))
         if match is None:
             return FakeResponse.error(400, "no fuzz item in the prompt", type_="invalid_request_error")
