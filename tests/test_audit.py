@@ -143,9 +143,10 @@ def test_report_numbers_escaping_and_side_files(tmp_path: Path, rng: np.random.G
 
 def test_report_caps_pairs_and_filters_run(tmp_path: Path, rng: np.random.Generator) -> None:
     store, _ = build_store(tmp_path / "q", rng)
-    result = write_audit_report(store, tmp_path / "a.html", AuditConfig(max_pairs=3))
+    result = write_audit_report(store, tmp_path / "a.html", AuditConfig(max_pairs=3, thumb_format="jpeg"))
     page = (tmp_path / "a.html").read_text(encoding="utf-8")
     assert result.listed == 3 and page.count('class="pair ') == 3
+    assert page.count("data:image/jpeg;base64,") == 6  # two frames per listed pair
     assert 'class="pair wrong"' in page  # wrong pairs come first
     with pytest.raises(Exception, match="no queries for run 'other'"):
         write_audit_report(store, tmp_path / "b.html", AuditConfig(run_id="other"))

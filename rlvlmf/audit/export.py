@@ -35,6 +35,7 @@ EXPORT_FORMAT = "rlvlmf-queries/1"
 _FIELDS = tuple(f.name for f in dataclasses.fields(StoredQuery))
 _SIDES = ("first", "second")
 _PARQUET_MAGIC = b"PAR1"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _pyarrow() -> Any:
@@ -279,10 +280,19 @@ def _import_frame(store: QueryStore, record: dict[str, Any], side: str, base: Pa
         origin = str(source)
     else:
         raise UserError(f"query {record['key'][:12]}... carries no {side} frame and the store has none")
-    frame = decode_png(data)
+    try:
+        frame = decode_png(data)
+    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files
+        raise UserError(f"{origin} is not a readable image ({exc})") from exc
     if frame_hash(frame) != digest:
         raise UserError(f"{origin} does not match its hash {digest[:12]}...: the file was changed or damaged")
-    store.put_frame(frame, digest)
+    if data.startswith(_PNG_MAGIC):
+        # Verified PNG bytes go in as they are: re-encoding costs more than the rest of the
+        # import, and any PNG that decodes to the hashed pixels is a valid store frame.
+        with atomic_open(store.frame_path(digest), "wb") as handle:
+            handle.write(data)
+    else:
+        store.put_frame(frame, digest)
     return True
 
 

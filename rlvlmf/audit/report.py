@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -55,6 +55,7 @@ OUTCOMES: tuple[str, ...] = (WRONG, ABSTAIN, FAILED, CORRECT, NO_GT)
 """Pair-list order and filters: the pairs most worth a look come first."""
 RELABEL_CSV_COLUMNS: tuple[str, ...] = ("key", "label", "note", "vlm_label", "gt_label", "outcome", "first_return", "second_return", "goal")
 
+ThumbFormat = Literal["png", "jpeg"]
 SaliencyFn = Callable[[np.ndarray], np.ndarray]
 """Maps uint8 frames ``(N, H, W, 3)`` to uint8 overlay images ``(N, H', W', 3)``."""
 
@@ -69,6 +70,7 @@ class AuditConfig:
             (human labels are shown beside the rows they relabel).
         max_pairs: Most pairs listed (the summary and plots always cover every row).
         thumb_size: Longest side in pixels of the embedded frame thumbnails.
+        thumb_format: ``"png"`` (exact pixels) or ``"jpeg"`` (much smaller files).
         num_bins: Equal-width ground-truth gap bins for the agreement plot.
         relabel_outcomes: Outcomes whose pairs go into the relabelling CSV template.
         saliency_frames: Sample frames shown with saliency overlays (when a model is given).
@@ -78,6 +80,7 @@ class AuditConfig:
     labeler: str | None = None
     max_pairs: int = 500
     thumb_size: int = 160
+    thumb_format: ThumbFormat = "png"
     num_bins: int = 5
     relabel_outcomes: tuple[str, ...] = (WRONG, ABSTAIN)
     saliency_frames: int = 6
@@ -87,6 +90,8 @@ class AuditConfig:
             raise ConfigError(f"max_pairs must be >= 0, got {self.max_pairs}")
         if self.thumb_size < 16:
             raise ConfigError(f"thumb_size must be >= 16 pixels, got {self.thumb_size}")
+        if self.thumb_format not in ("png", "jpeg"):
+            raise ConfigError(f"thumb_format must be 'png' or 'jpeg', got {self.thumb_format!r}")
         if self.num_bins < 1:
             raise ConfigError(f"num_bins must be >= 1, got {self.num_bins}")
         unknown = set(self.relabel_outcomes) - set(OUTCOMES)
@@ -122,13 +127,20 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def thumbnail_png(frame: np.ndarray, size: int) -> bytes:
-    """PNG of a frame shrunk so its longest side is at most ``size`` (never enlarged)."""
+def thumbnail_url(frame: np.ndarray, size: int, fmt: ThumbFormat = "png") -> str:
+    """Data URL of a frame shrunk so its longest side is at most ``size`` (never enlarged).
+
+    PNG keeps the pixels exact; JPEG (quality 85) is several times smaller for rendered
+    scenes, which matters once hundreds of pairs are embedded.
+    """
     image = Image.fromarray(np.ascontiguousarray(frame))
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    if fmt == "jpeg":
+        image.save(buffer, format="JPEG", quality=85)
+        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="PNG")
+    return _data_url(buffer.getvalue())
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -283,13 +295,14 @@ def _confusion_section(table: Mapping[int | None, Mapping[int, int]], plot_url: 
 class _Thumbs:
     """Thumbnail data URLs by frame hash, each frame encoded once."""
 
-    def __init__(self, store: QueryStore, size: int) -> None:
-        self.store, self.size, self.cache = store, size, {}
+    def __init__(self, store: QueryStore, size: int, fmt: ThumbFormat) -> None:
+        self.store, self.size, self.fmt = store, size, fmt
+        self.cache: dict[str, str | None] = {}
 
     def __call__(self, digest: str) -> str | None:
         if digest not in self.cache:
             try:
-                self.cache[digest] = _data_url(thumbnail_png(self.store.load_frame(digest), self.size))
+                self.cache[digest] = thumbnail_url(self.store.load_frame(digest), self.size, self.fmt)
             except UserError:
                 self.cache[digest] = None
         return self.cache[digest]
@@ -460,7 +473,7 @@ def write_audit_report(
     relabel_rows = write_relabel_template(csv_path, rows, kinds, config.relabel_outcomes)
 
     humans = human_labels(store, config.run_id)
-    pairs_html, listed = _pairs_section(rows, kinds, _Thumbs(store, config.thumb_size), humans, config.max_pairs, f"{files_dir.name}/relabel.csv")
+    pairs_html, listed = _pairs_section(rows, kinds, _Thumbs(store, config.thumb_size, config.thumb_format), humans, config.max_pairs, f"{files_dir.name}/relabel.csv")
     title = f"rlvlmf query audit: {store.root}" + (f" run {config.run_id}" if config.run_id else "")
     codegen_html = codegen_section(store.root, config.thumb_size)
     body = "".join(
