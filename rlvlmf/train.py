@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlvlmf.agents.sac import SAC
-from rlvlmf.buffer import ReplayBuffer, TransitionBatch
+from rlvlmf.buffer import ReplayBuffer
 from rlvlmf.checkpoint import CheckpointManager
 from rlvlmf.config import parse_options, to_dict
 from rlvlmf.envs import make_env
@@ -50,7 +50,7 @@ from rlvlmf.reward.ensemble import RewardEnsemble
 from rlvlmf.reward.inputs import RewardInputs
 from rlvlmf.reward.preferences import UNKNOWN_LABEL, PreferenceDataset
 from rlvlmf.reward.sampling import SegmentPairs, select_queries
-from rlvlmf.reward.state_entropy import StateEntropyReward
+from rlvlmf.reward.knn_entropy import KNNStateEntropy
 from rlvlmf.reward_sources import FrameRewardSource, make_frame_reward_source
 from rlvlmf.train_config import TrainConfig
 from rlvlmf.utils.atomic import atomic_write_text
@@ -126,7 +126,7 @@ class Trainer:
         self.pool: QueryPool | None = None
         self.labeler: Labeler | None = None
         self.store: QueryStore | None = None
-        self.entropy: StateEntropyReward | None = None
+        self.entropy: KNNStateEntropy | None = None
         self.frame_reward: FrameRewardSource | None = None
         if config.learns_reward:
             if reward_cfg.uses_states and reward_cfg.state_dim != self._state_dim(obs_dim, action_dim):
@@ -140,7 +140,7 @@ class Trainer:
             self.labeler = Labeler(backend, self.task, self.store, config.labeler, run_id=self.run_dir.name,
                                    rng=np.random.default_rng(config.seed + 1))
             if config.unsup_steps > 0:
-                self.entropy = StateEntropyReward(k=config.knn_k)
+                self.entropy = KNNStateEntropy(k=config.knn_k)
         elif config.reward != "env":
             self.frame_reward = make_frame_reward_source(config, self.task, store_dir)
 
@@ -331,12 +331,10 @@ class Trainer:
     def _sac_update(self) -> None:
         config, counters = self.config, self.counters
         unsupervised = self.entropy is not None and counters.step < config.seed_steps + config.unsup_steps
-        use_env_reward = config.reward == "env"
-        batch = self.buffer.sample(config.sac.batch_size, self.rng, reward="env" if use_env_reward else "learned")
+        slots = self.buffer.sample_slots(config.sac.batch_size, self.rng)
+        batch = self.buffer.batch(slots, reward="env" if config.reward == "env" else "learned")
         if unsupervised:
-            reference = self.buffer.next_obs[: len(self.buffer)]
-            intrinsic = self.entropy(batch.next_obs, reference, self.rng)
-            batch = TransitionBatch(batch.obs, batch.action, intrinsic.unsqueeze(1), batch.next_obs, batch.not_done)
+            batch = batch._replace(reward=self.entropy.reward(self.buffer, slots, self.rng))
         self._last_losses = self.agent.update(batch)
         counters.updates += 1
 
