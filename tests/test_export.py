@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlvlmf.audit.export import export_store, import_file, read_records
-from rlvlmf.errors import UserError
+from rlvlmf.errors import MissingDependencyError, UserError
 from rlvlmf.feedback.store import QueryStore
 from tests.test_audit import build_store
 
@@ -79,3 +80,11 @@ def test_tampered_frame_and_foreign_file_are_refused(tmp_path: Path, rng: np.ran
         import_file(QueryStore(tmp_path / "dst2"), foreign)
     with pytest.raises(UserError, match="'jsonl' or 'parquet'"):
         export_store(store, tmp_path / "z", "csv")  # type: ignore[arg-type]
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = build_store(tmp_path / "src", rng)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` raise ImportError
+    with pytest.raises(MissingDependencyError, match=r"rlvlmf\[parquet\]"):
+        export_store(store, tmp_path / "d.parquet", "parquet")
+    assert not (tmp_path / "d.parquet").exists()
