@@ -1,4 +1,5 @@
-"""Shared HTTP plumbing for API backends: one error policy, Retry-After, key redaction.
+"""Shared HTTP plumbing for API backends: endpoint and key set-up, one error policy,
+Retry-After, key redaction.
 
 Every API backend (OpenAI-compatible, Gemini, Anthropic) posts JSON through ``post_json``,
 so failures mean the same thing everywhere:
@@ -10,7 +11,9 @@ so failures mean the same thing everywhere:
   pointing at a web page rather than the API) -> ``BackendError`` with the provider's own
   message.
 
-API keys never appear in an error: messages are passed through ``redact``.
+API keys come only from environment variables, read once when a backend is built
+(``ApiEndpoint.read_key``), and never appear in an error: messages are passed through
+``redact``.
 """
 
 from __future__ import annotations
@@ -18,14 +21,18 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError, TransientBackendError
 
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
@@ -34,6 +41,76 @@ TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 _MAX_MESSAGE = 500
 # Key-shaped tokens some providers echo back, partly masked ("sk-proj-****abcd", "AIza...").
 _KEY_LIKE = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*]{6,}|AIza[A-Za-z0-9_\-]{20,})")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key read from the environment, and where it is looked for.
+
+    Attributes:
+        value: The key, or ``None`` when none of the variables is set (kept out of ``repr``).
+        env_hint: The variable name(s) to set, for messages (``"GEMINI_API_KEY or GOOGLE_API_KEY"``).
+    """
+
+    value: str | None = field(repr=False)
+    env_hint: str
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """A provider's endpoint defaults and key rules, as data; one set-up for every API backend.
+
+    Attributes:
+        provider: Name used in messages (``"openai"``).
+        default_url: Base URL used when none is given.
+        is_official: Whether a base URL is the provider's own API, which needs a key.
+        key_help: Where to get a key (or how to avoid needing one), appended to the
+            missing-key message in parentheses.
+        url_env: Environment variable read for the base URL before ``default_url`` ("" = none).
+        url_example: Appended to the bad-scheme message (``" (e.g. http://localhost:8000/v1)"``).
+    """
+
+    provider: str
+    default_url: str
+    is_official: Callable[[str], bool]
+    key_help: str
+    url_env: str = ""
+    url_example: str = ""
+
+    def base_url(self, given: str | None) -> str:
+        """The base URL to use: ``given``, else ``$url_env``, else the default; no trailing ``/``."""
+        from_env = os.environ.get(self.url_env) if self.url_env else None
+        return (given or from_env or self.default_url).rstrip("/")
+
+    def check_url(self, base_url: str) -> None:
+        """Refuse a base URL that is not http(s).
+
+        Raises:
+            ConfigError: The scheme is not ``http`` or ``https``.
+        """
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise ConfigError(f"{self.provider}: base URL {base_url!r} must start with http:// or https://{self.url_example}")
+
+    def read_key(self, base_url: str, env_names: Sequence[str]) -> ApiKey:
+        """Read the key from the first of ``env_names`` that is set (and not empty).
+
+        Args:
+            base_url: The backend's base URL; the provider's own API refuses to run keyless.
+            env_names: Variables to look in, in order (the ``api_key_env`` option, or the
+                provider's defaults).
+
+        Raises:
+            ConfigError: A name is not an environment variable name, or no key is set for
+                the provider's official endpoint.
+        """
+        for name in env_names:
+            if not _ENV_NAME.fullmatch(name):
+                raise ConfigError(f"{self.provider}: api_key_env {name!r} is not an environment variable name")
+        key = ApiKey(next((os.environ[name] for name in env_names if os.environ.get(name)), None), " or ".join(env_names))
+        if key.value is None and self.is_official(base_url):
+            raise ConfigError(f"{self.provider}: set {key.env_hint} to use {base_url} ({self.key_help})")
+        return key
 
 
 def redact(text: str, secrets: Sequence[str | None] = ()) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -27,10 +26,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from rlvlmf import __version__
-from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
-from rlvlmf.feedback.http import LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
 from rlvlmf.feedback.images import to_base64_png
 
 log = logging.getLogger(__name__)
@@ -45,12 +43,19 @@ TOOL_MIN_TOKENS = 64
 label itself, and a call cut off by ``max_tokens`` has no usable input."""
 
 _STRUCTURED_REJECTED = re.compile(r"tool", re.IGNORECASE)
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def is_official(base_url: str) -> bool:
     """Whether a base URL is Anthropic's own API (which needs a key)."""
     return (urlsplit(base_url).hostname or "").lower() == "api.anthropic.com"
+
+
+ENDPOINT = ApiEndpoint(
+    provider="anthropic",
+    default_url=DEFAULT_BASE_URL,
+    is_official=is_official,
+    key_help="keys: https://console.anthropic.com/settings/keys",
+)
 
 
 class AnthropicBackend(ChatBackend):
@@ -82,16 +87,12 @@ class AnthropicBackend(ChatBackend):
         structured_output: bool = True,
         api_key_env: str = DEFAULT_KEY_ENV,
     ) -> None:
-        base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        base_url = ENDPOINT.base_url(base_url)
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
-        if urlsplit(base_url).scheme not in ("http", "https"):
-            raise ConfigError(f"anthropic: base URL {base_url!r} must start with http:// or https://")
-        if not _ENV_NAME.fullmatch(api_key_env):
-            raise ConfigError(f"anthropic: api_key_env {api_key_env!r} is not an environment variable name")
-        self._api_key = os.environ.get(api_key_env) or None
-        self._api_key_env = api_key_env
-        if self._api_key is None and is_official(base_url):
-            raise ConfigError(f"anthropic: set {api_key_env} to use {base_url} (keys: https://console.anthropic.com/settings/keys)")
+        ENDPOINT.check_url(base_url)
+        key = ENDPOINT.read_key(base_url, (api_key_env,))
+        self._api_key = key.value
+        self._key_hint = key.env_hint
         self.structured_output = structured_output
         self._structured_supported = True
         self.endpoint = f"{base_url}/messages" if base_url.endswith("/v1") else f"{base_url}/v1/messages"
@@ -143,7 +144,7 @@ class AnthropicBackend(ChatBackend):
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         return await post_json(self._client.get(), self.endpoint, payload, provider="anthropic",
-                               secrets=(self._api_key,), auth_hint=f"check {self._api_key_env}")
+                               secrets=(self._api_key,), auth_hint=f"check {self._key_hint}")
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:

@@ -21,7 +21,6 @@ the pair is recorded as an abstain with the reason.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +32,7 @@ from rlvlmf import __version__
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
-from rlvlmf.feedback.http import LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
 from rlvlmf.feedback.images import to_base64_png
 
 log = logging.getLogger(__name__)
@@ -49,13 +48,20 @@ BLOCKING_FINISH_REASONS = frozenset(
 
 _API_VERSION = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
 _STRUCTURED_REJECTED = re.compile(r"response_?schema|response_?mime_?type|responseSchema|responseMimeType|enum", re.IGNORECASE)
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
 def is_official(base_url: str) -> bool:
     """Whether a base URL is Google's own Gemini API (which needs a key)."""
     return (urlsplit(base_url).hostname or "").lower().endswith("googleapis.com")
+
+
+ENDPOINT = ApiEndpoint(
+    provider="gemini",
+    default_url=DEFAULT_BASE_URL,
+    is_official=is_official,
+    key_help="create a key at https://aistudio.google.com/apikey",
+)
 
 
 class GeminiBackend(ChatBackend):
@@ -93,19 +99,14 @@ class GeminiBackend(ChatBackend):
         api_key_env: str = "",
     ) -> None:
         model = model.strip().removeprefix("models/") if model else model
-        base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        base_url = ENDPOINT.base_url(base_url)
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
-        if urlsplit(base_url).scheme not in ("http", "https"):
-            raise ConfigError(f"gemini: base URL {base_url!r} must start with http:// or https://")
+        ENDPOINT.check_url(base_url)
         if thinking_budget < -1:
             raise ConfigError(f"gemini: thinking_budget must be -1 (model default), 0 (off) or a token count, got {thinking_budget}")
-        if api_key_env and not _ENV_NAME.fullmatch(api_key_env):
-            raise ConfigError(f"gemini: api_key_env {api_key_env!r} is not an environment variable name")
-        key_envs = (api_key_env,) if api_key_env else KEY_ENVS
-        self._api_key = next((os.environ[name] for name in key_envs if os.environ.get(name)), None)
-        self._key_hint = " or ".join(key_envs)
-        if self._api_key is None and is_official(base_url):
-            raise ConfigError(f"gemini: set {self._key_hint} to use {base_url} (create a key at https://aistudio.google.com/apikey)")
+        key = ENDPOINT.read_key(base_url, (api_key_env,) if api_key_env else KEY_ENVS)
+        self._api_key = key.value
+        self._key_hint = key.env_hint
         self.structured_output = structured_output
         self.thinking_budget = thinking_budget
         self._structured_supported = True

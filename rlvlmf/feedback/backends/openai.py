@@ -21,7 +21,6 @@ both forms.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import ssl
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from rlvlmf import __version__
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
-from rlvlmf.feedback.http import LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
 from rlvlmf.feedback.images import to_data_url
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,6 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 # A 400/422 naming one of these means the server does not do JSON-schema output.
 _STRUCTURED_REJECTED = re.compile(r"response_format|json_schema|schema|guided|grammar", re.IGNORECASE)
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # 8 pools of 32 connections: room for 256 requests in flight, short pool scans (see LoopLocalClient).
 _CLIENT_SHARDS = 8
 _CONNECTIONS_PER_SHARD = 32
@@ -56,6 +54,16 @@ _TOP_LOGPROBS = 5
 def is_official(base_url: str) -> bool:
     """Whether a base URL is OpenAI's own API (which needs a key and newer parameter names)."""
     return (urlsplit(base_url).hostname or "").lower() == "api.openai.com"
+
+
+ENDPOINT = ApiEndpoint(
+    provider="openai",
+    default_url=DEFAULT_BASE_URL,
+    url_env=BASE_URL_ENV,
+    url_example=" (e.g. http://localhost:8000/v1)",
+    is_official=is_official,
+    key_help="for a local OpenAI-compatible server, give its URL: openai:MODEL@http://localhost:8000/v1",
+)
 
 
 class OpenAIBackend(ChatBackend):
@@ -96,23 +104,16 @@ class OpenAIBackend(ChatBackend):
         api_key_env: str = DEFAULT_KEY_ENV,
         logprobs: bool = False,
     ) -> None:
-        base_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+        base_url = ENDPOINT.base_url(base_url)
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
-        if urlsplit(base_url).scheme not in ("http", "https"):
-            raise ConfigError(f"openai: base URL {base_url!r} must start with http:// or https:// (e.g. http://localhost:8000/v1)")
+        ENDPOINT.check_url(base_url)
         if image_detail not in ("", "low", "high", "auto"):
             raise ConfigError(f"openai: image_detail {image_detail!r} is not valid; use low, high or auto")
         if max_tokens_field not in ("", "max_tokens", "max_completion_tokens"):
             raise ConfigError(f"openai: max_tokens_field {max_tokens_field!r} is not valid; use max_tokens or max_completion_tokens")
-        if not _ENV_NAME.fullmatch(api_key_env):
-            raise ConfigError(f"openai: api_key_env {api_key_env!r} is not an environment variable name")
-        self._api_key = os.environ.get(api_key_env) or None
-        if self._api_key is None and is_official(base_url):
-            raise ConfigError(
-                f"openai: set {api_key_env} to use {base_url} "
-                "(for a local OpenAI-compatible server, give its URL: openai:MODEL@http://localhost:8000/v1)"
-            )
-        self._api_key_env = api_key_env
+        key = ENDPOINT.read_key(base_url, (api_key_env,))
+        self._api_key = key.value
+        self._key_hint = key.env_hint
         self.structured_output = structured_output
         self.image_detail = image_detail
         self.logprobs = logprobs
@@ -184,7 +185,7 @@ class OpenAIBackend(ChatBackend):
             payload,
             provider="openai",
             secrets=(self._api_key,),
-            auth_hint=f"check {self._api_key_env}",
+            auth_hint=f"check {self._key_hint}",
         )
 
     def _message(self, message: ChatMessage) -> dict[str, Any]:
