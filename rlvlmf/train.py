@@ -188,7 +188,8 @@ class Trainer:
                     self._sac_update()
 
                 # ---------------------------------------------------------- episode end
-                if terminated or truncated:
+                # The last step ends the run's last episode too, so it is evaluated and saved.
+                if terminated or truncated or counters.step >= config.steps:
                     self._end_episode(info, bar)
                     if counters.step >= counters.next_eval or counters.step >= config.steps:
                         self._evaluate()
