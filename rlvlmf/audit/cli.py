@@ -35,7 +35,7 @@ def register_audit(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="audit.html", metavar="PATH", help="HTML file to write (default: %(default)s)")
     parser.add_argument("--max-pairs", type=int, default=500, metavar="N", help="list at most N pairs, wrong first (default: %(default)s)")
     parser.add_argument("--thumb-size", type=int, default=160, metavar="PX", help="longest side of frame thumbnails (default: %(default)s)")
-    parser.add_argument("--thumb-format", choices=("png", "jpeg"), default="png", help="thumbnail encoding; jpeg is smaller (default: %(default)s)")
+    parser.add_argument("--thumb-format", choices=("png", "jpeg"), default="jpeg", help="thumbnail encoding: jpeg (about 10x smaller files) or png (exact pixels) (default: %(default)s)")
     parser.add_argument("--bins", type=int, default=5, metavar="N", help="ground-truth gap bins (default: %(default)s)")
     parser.add_argument("--model", metavar="PATH", help="reward model: show saliency overlays of sample frames")
     parser.add_argument("--saliency-frames", type=int, default=6, metavar="N", help="frames with overlays (default: %(default)s)")

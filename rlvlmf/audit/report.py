@@ -80,7 +80,7 @@ class AuditConfig:
     labeler: str | None = None
     max_pairs: int = 500
     thumb_size: int = 160
-    thumb_format: ThumbFormat = "png"
+    thumb_format: ThumbFormat = "jpeg"
     num_bins: int = 5
     relabel_outcomes: tuple[str, ...] = (WRONG, ABSTAIN)
     saliency_frames: int = 6
