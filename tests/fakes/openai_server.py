@@ -13,6 +13,10 @@ and is used by benchmarks too. Behaviour is scripted:
   (hold the connection past the client's timeout), ``drop`` (close mid-body),
   ``malformed`` (truncated JSON), ``not_json`` (a web page).
 
+``ScriptedServer`` is the part every provider fake shares (recording, scripting, delays,
+faults); ``FakeOpenAIServer`` adds the Chat Completions routes, and ``json_server`` the
+route-by-suffix server the Gemini and Anthropic fakes use.
+
 Every request is recorded (path, headers, parsed JSON body) for assertions::
 
     with FakeOpenAIServer(delay_s=0.2) as server:
@@ -29,8 +33,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 ANALYSIS_TEXT = (
     "1. Image 1 shows a robot arm next to a closed drawer.\n"
@@ -190,19 +195,22 @@ def label_logprobs(label: str, structured: bool) -> dict[str, Any]:
     return {"content": answer}
 
 
-class FakeOpenAIServer:
-    """A scriptable Chat Completions server on 127.0.0.1 (see the module docstring).
+class ScriptedServer:
+    """A scripted JSON-over-HTTP server on 127.0.0.1: the core every provider fake builds on.
+
+    It records every request, answers the API call's POSTs from ``script`` (then
+    ``responder``) after ``delay_s``, and plays ``FakeResponse`` faults (stall, drop). A
+    provider fake says which paths are its API call (``handles``), what other paths get
+    (``not_found``), and may answer GETs (``get``).
 
     Args:
-        delay_s: Seconds every response waits before it is sent.
         responder: Decides the response when the script is empty.
-        reject_response_format: Answer 400 to requests carrying ``response_format``.
+        delay_s: Seconds every response waits before it is sent.
     """
 
-    def __init__(self, *, delay_s: float = 0.0, responder: Responder = default_responder, reject_response_format: bool = False) -> None:
+    def __init__(self, *, responder: Responder, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.responder = responder
-        self.reject_response_format = reject_response_format
         self.script: deque[FakeResponse | Responder] = deque()
         self.requests: list[RecordedRequest] = []
         self.max_in_flight = 0
@@ -212,15 +220,33 @@ class FakeOpenAIServer:
         self._server = _Server(("127.0.0.1", 0), _make_handler(self))
         self._thread: threading.Thread | None = None
 
+    # --- what a provider fake decides ---------------------------------------------------------
+
+    def handles(self, path: str) -> bool:
+        """Whether a POST to ``path`` is the API call (others get ``not_found``)."""
+        raise NotImplementedError
+
+    def not_found(self, path: str) -> FakeResponse:
+        """The answer to a POST to any other path."""
+        raise NotImplementedError
+
+    def get(self, path: str) -> FakeResponse | None:
+        """The answer to a GET, or ``None`` for 501 (no GETs by default)."""
+        return None
+
+    def default_response(self, request: RecordedRequest) -> FakeResponse:
+        """The answer when the script is empty."""
+        return self.responder(request)
+
     # --- lifecycle --------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        """Base URL to give the backend (ends in ``/v1``)."""
+        """Root URL of the server (``http://127.0.0.1:PORT``), without an API version."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}"
 
-    def start(self) -> FakeOpenAIServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -232,7 +258,7 @@ class FakeOpenAIServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> FakeOpenAIServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -251,20 +277,53 @@ class FakeOpenAIServer:
         with self._lock:
             return len(self.requests)
 
-    def chat_requests(self) -> list[RecordedRequest]:
-        """Recorded POSTs to ``/v1/chat/completions``."""
-        with self._lock:
-            return [r for r in self.requests if r.path.endswith("/chat/completions")]
-
     def _next_response(self, request: RecordedRequest) -> FakeResponse:
         with self._lock:
             self.requests.append(request)
             scripted = self.script.popleft() if self.script else None
         if scripted is None:
-            if self.reject_response_format and isinstance(request.body, dict) and "response_format" in request.body:
-                return FakeResponse.error(400, "Unsupported parameter: 'response_format' of type json_schema is not supported with this model.", type_="invalid_request_error")
-            scripted = self.responder
+            return self.default_response(request)
         return scripted(request) if callable(scripted) else scripted
+
+
+class FakeOpenAIServer(ScriptedServer):
+    """A scriptable Chat Completions server on 127.0.0.1 (see the module docstring).
+
+    Args:
+        delay_s: Seconds every response waits before it is sent.
+        responder: Decides the response when the script is empty.
+        reject_response_format: Answer 400 to requests carrying ``response_format``.
+    """
+
+    def __init__(self, *, delay_s: float = 0.0, responder: Responder = default_responder, reject_response_format: bool = False) -> None:
+        super().__init__(responder=responder, delay_s=delay_s)
+        self.reject_response_format = reject_response_format
+
+    @property
+    def url(self) -> str:
+        """Base URL to give the backend (ends in ``/v1``)."""
+        return f"{super().url}/v1"
+
+    def handles(self, path: str) -> bool:
+        return path.split("?")[0].rstrip("/") == "/v1/chat/completions"
+
+    def not_found(self, path: str) -> FakeResponse:
+        return FakeResponse.error(404, f"no route {path}", type_="invalid_request_error")
+
+    def get(self, path: str) -> FakeResponse | None:
+        if path.split("?")[0].rstrip("/") == "/v1/models":
+            return FakeResponse(200, json.dumps({"object": "list", "data": [{"id": "fake-vlm", "object": "model"}]}).encode())
+        return FakeResponse.error(404, f"no route {path}")
+
+    def default_response(self, request: RecordedRequest) -> FakeResponse:
+        if self.reject_response_format and isinstance(request.body, dict) and "response_format" in request.body:
+            return FakeResponse.error(400, "Unsupported parameter: 'response_format' of type json_schema is not supported with this model.", type_="invalid_request_error")
+        return self.responder(request)
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        """Recorded POSTs to ``/v1/chat/completions``."""
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
 
 class _Server(ThreadingHTTPServer):
@@ -273,7 +332,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def _make_handler(fake: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
+def _make_handler(fake: ScriptedServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body go out in separate writes; with Nagle's algorithm on, the body waits
@@ -284,10 +343,11 @@ def _make_handler(fake: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            if self.path.split("?")[0].rstrip("/") == "/v1/models":
-                self._send(FakeResponse(200, json.dumps({"object": "list", "data": [{"id": "fake-vlm", "object": "model"}]}).encode()))
+            response = fake.get(self.path)
+            if response is None:
+                self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
             else:
-                self._send(FakeResponse.error(404, f"no route {self.path}"))
+                self._send(response)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -301,10 +361,10 @@ def _make_handler(fake: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 fake._in_flight += 1
                 fake.max_in_flight = max(fake.max_in_flight, fake._in_flight)
             try:
-                if self.path.split("?")[0].rstrip("/") != "/v1/chat/completions":
+                if not fake.handles(self.path):
                     with fake._lock:
                         fake.requests.append(request)
-                    self._send(FakeResponse.error(404, f"no route {self.path}", type_="invalid_request_error"))
+                    self._send(fake.not_found(self.path))
                     return
                 response = fake._next_response(request)
                 delay = fake.delay_s if response.delay_s is None else response.delay_s
