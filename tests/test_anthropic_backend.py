@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.backends.anthropic import TOOL_MIN_TOKENS, AnthropicBackend
-from rlvlmf.feedback.base import BackendError, FramePair, Label, TransientBackendError
+from rlvlmf.feedback.base import BackendError, Label, TransientBackendError
 from rlvlmf.feedback.images import encode_png
 from rlvlmf.feedback.labeler import Labeler, LabelerConfig
 from rlvlmf.feedback.store import QueryStore
 from tests.fakes import anthropic_server as fake
+from tests.fakes.chat_cases import TASK, label_one, random_pair
 from tests.fakes.json_server import ScriptedJSONServer
 from tests.fakes.openai_server import FakeResponse
 
 KEY = "sk-ant-api03-FAKE-test-key-0123456789"
-TASK = TaskDescription(name="drawer-open", goal="to open the drawer", positive_phrases=("an open drawer",))
 
 
 @pytest.fixture
@@ -38,17 +36,9 @@ def _backend(server: ScriptedJSONServer, **options: str) -> AnthropicBackend:
     return AnthropicBackend.from_spec("claude-sonnet-4-5", server.url, timeout_s="5", **options)
 
 
-def _pair(rng: np.random.Generator) -> FramePair:
-    return FramePair(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
-
-
-def _label(backend: AnthropicBackend, pair: FramePair):
-    return asyncio.run(backend.alabel([pair], TASK))[0]
-
-
 def test_two_stage_query_on_the_wire(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
-    pair = _pair(rng)
-    answer = _label(_backend(server), pair)
+    pair = random_pair(rng)
+    answer = label_one(_backend(server), pair)
     assert answer.label == Label.SECOND and answer.abstain_reason is None
     assert answer.stages[1] == "1"
     assert (answer.input_tokens, answer.output_tokens) == (700 + 400, 60 + 30)
@@ -70,7 +60,7 @@ def test_two_stage_query_on_the_wire(server: ScriptedJSONServer, rng: np.random.
 
 
 def test_plain_text_when_structured_output_is_off(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
-    answer = _label(_backend(server, structured_output="false"), _pair(rng))
+    answer = label_one(_backend(server, structured_output="false"), random_pair(rng))
     assert answer.label == Label.SECOND and "tools" not in server.requests[1].body
     assert server.requests[1].body["max_tokens"] == 16
 
@@ -80,14 +70,14 @@ def test_refusal_is_an_abstain(server: ScriptedJSONServer, rng: np.random.Genera
     if stage == 1:
         server.push(fake.default_responder)
     server.push(fake.refusal("I can't help with that."))
-    answer = _label(_backend(server), _pair(rng))
+    answer = label_one(_backend(server), random_pair(rng))
     assert answer.label == Label.NONE and answer.abstain_reason == "refusal"
     assert len(answer.stages) == stage + 1 and server.count == stage + 1
 
 
 def test_a_bad_tool_input_is_unparseable_not_a_label(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(fake.default_responder, fake.tool_reply({"choice": "image two"}))
-    answer = _label(_backend(server), _pair(rng))
+    answer = label_one(_backend(server), random_pair(rng))
     assert answer.label == Label.NONE and answer.abstain_reason is not None
     assert "image two" in answer.stages[1]
 
@@ -103,33 +93,33 @@ def test_rate_limits_and_overload_are_transient(
 ) -> None:
     server.push(response)
     with pytest.raises(TransientBackendError) as info:
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
     assert info.value.status == response.status and info.value.retry_after == retry_after
 
 
 def test_malformed_bodies(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(FakeResponse.malformed())
     with pytest.raises(TransientBackendError, match="malformed JSON"):
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
     server.push(FakeResponse(200, b'{"type": "message", "id": "msg_1"}'))
     with pytest.raises(BackendError, match="no content"):
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
 
 
 def test_auth_errors_are_final_and_never_show_the_key(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(fake.error(401, f"invalid x-api-key {KEY}"))
     with pytest.raises(BackendError, match="check ANTHROPIC_API_KEY") as info:
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
     assert not info.value.retryable and KEY not in str(info.value)
 
 
 def test_rejected_tools_fall_back_to_plain_text_for_good(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     backend = _backend(server)
     server.push(fake.default_responder, fake.error(400, "tools: this model does not support tool use"))
-    answer = _label(backend, _pair(rng))
+    answer = label_one(backend, random_pair(rng))
     assert answer.label == Label.SECOND and answer.meta["calls"][1]["structured"] is False
     assert "tools" not in server.requests[2].body
-    _label(backend, _pair(rng))
+    label_one(backend, random_pair(rng))
     assert "tools" not in server.requests[-1].body
 
 
@@ -138,8 +128,8 @@ def test_labeler_honours_retry_after_then_stores(server: ScriptedJSONServer, rng
     labeler = Labeler(_backend(server), TASK, QueryStore(tmp_path / "q"), LabelerConfig(backoff_base_s=0.01, progress=False),
                       run_id="t", rng=rng)
     try:
-        first = labeler.label([_pair(np.random.default_rng(1))])[0]
-        again = labeler.label([_pair(np.random.default_rng(1))])[0]
+        first = labeler.label([random_pair(np.random.default_rng(1))])[0]
+        again = labeler.label([random_pair(np.random.default_rng(1))])[0]
     finally:
         labeler.close()
     assert first.label == Label.SECOND and not first.failed and server.count == 4

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.backends.gemini import GeminiBackend
-from rlvlmf.feedback.base import BackendError, FramePair, Label, TransientBackendError
+from rlvlmf.feedback.base import BackendError, Label, TransientBackendError
 from rlvlmf.feedback.images import encode_png
 from rlvlmf.feedback.labeler import Labeler, LabelerConfig
 from rlvlmf.feedback.store import QueryStore
 from tests.fakes import gemini_server as fake
+from tests.fakes.chat_cases import TASK, label_one, random_pair
 from tests.fakes.json_server import ScriptedJSONServer
 from tests.fakes.openai_server import FakeResponse
 
 KEY = "AIzaFAKE-test-key-0123456789abcdef"
-TASK = TaskDescription(name="drawer-open", goal="to open the drawer", positive_phrases=("an open drawer",))
 
 
 @pytest.fixture
@@ -39,17 +37,9 @@ def _backend(server: ScriptedJSONServer, **options: str) -> GeminiBackend:
     return GeminiBackend.from_spec("gemini-2.5-flash", server.url, timeout_s="5", **options)
 
 
-def _pair(rng: np.random.Generator) -> FramePair:
-    return FramePair(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
-
-
-def _label(backend: GeminiBackend, pair: FramePair):
-    return asyncio.run(backend.alabel([pair], TASK))[0]
-
-
 def test_two_stage_query_on_the_wire(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
-    pair = _pair(rng)
-    answer = _label(_backend(server), pair)
+    pair = random_pair(rng)
+    answer = label_one(_backend(server), pair)
     assert answer.label == Label.SECOND and answer.abstain_reason is None
     assert (answer.input_tokens, answer.output_tokens) == (600 + 150, 60 + 2)
     assert answer.cost_usd == pytest.approx((750 * 0.30 + 62 * 2.50) / 1e6)
@@ -71,7 +61,7 @@ def test_two_stage_query_on_the_wire(server: ScriptedJSONServer, rng: np.random.
 
 def test_one_stage_thinking_budget_and_thought_parts(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(fake.reply("Image 1 shows the drawer open.\n0", thought="Let me compare...", thoughts_tokens=40))
-    answer = _label(_backend(server, mode="one-stage", thinking_budget="0"), _pair(rng))
+    answer = label_one(_backend(server, mode="one-stage", thinking_budget="0"), random_pair(rng))
     assert answer.label == Label.FIRST and answer.stages == ("Image 1 shows the drawer open.\n0",)
     assert answer.output_tokens == 10 + 40, "thinking is billed as output"
     assert server.requests[0].body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
@@ -81,10 +71,10 @@ def test_one_stage_thinking_budget_and_thought_parts(server: ScriptedJSONServer,
 def test_thinking_that_eats_the_answer_budget_is_an_abstain_with_advice(server: ScriptedJSONServer,
                                                                         rng: np.random.Generator) -> None:
     server.push(fake.default_responder, fake.reply("", finish_reason="MAX_TOKENS", output_tokens=0, thoughts_tokens=16))
-    answer = _label(_backend(server), _pair(rng))
+    answer = label_one(_backend(server), random_pair(rng))
     assert answer.label == Label.NONE and "thinking_budget=0" in answer.abstain_reason
     server.push(fake.default_responder)
-    _label(_backend(server, thinking_budget="128"), _pair(rng))
+    label_one(_backend(server, thinking_budget="128"), random_pair(rng))
     assert server.requests[-1].body["generationConfig"]["maxOutputTokens"] == 16 + 128
 
 
@@ -99,7 +89,7 @@ def test_safety_blocks_and_empty_candidates_are_abstains_with_the_reason(
     server: ScriptedJSONServer, rng: np.random.Generator, response: FakeResponse, reason: str
 ) -> None:
     server.push(response)
-    answer = _label(_backend(server), _pair(rng))
+    answer = label_one(_backend(server), random_pair(rng))
     assert answer.label == Label.NONE and answer.abstain_reason == reason
     assert server.count == 1, "no stage 2 after a refused stage 1"
     assert answer.input_tokens == 80
@@ -107,7 +97,7 @@ def test_safety_blocks_and_empty_candidates_are_abstains_with_the_reason(
 
 def test_stage2_block_is_recorded_too(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(fake.default_responder, fake.candidate_stopped("SAFETY"))
-    answer = _label(_backend(server), _pair(rng))
+    answer = label_one(_backend(server), random_pair(rng))
     assert answer.abstain_reason == "finish reason SAFETY" and len(answer.stages) == 2
 
 
@@ -124,37 +114,37 @@ def test_rate_limits_and_server_errors_are_transient(
 ) -> None:
     server.push(response)
     with pytest.raises(TransientBackendError) as info:
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
     assert info.value.status == response.status and info.value.retry_after == retry_after
 
 
 def test_malformed_and_foreign_bodies(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(FakeResponse.malformed())
     with pytest.raises(TransientBackendError, match="malformed JSON"):
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
     server.push(FakeResponse.not_json())
     with pytest.raises(BackendError, match="not JSON") as info:
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
     assert not info.value.retryable
 
 
 def test_auth_errors_are_final_and_never_show_the_key(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(fake.error(400, f"API key not valid: {KEY}. Please pass a valid API key."))
     with pytest.raises(BackendError) as info:
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
     assert not info.value.retryable and KEY not in str(info.value) and "[redacted]" in str(info.value)
     server.push(fake.error(403, "Permission denied"))
     with pytest.raises(BackendError, match="GEMINI_API_KEY or GOOGLE_API_KEY"):
-        _label(_backend(server), _pair(rng))
+        label_one(_backend(server), random_pair(rng))
 
 
 def test_rejected_schema_falls_back_to_plain_text_for_good(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     backend = _backend(server)
     server.push(fake.default_responder, fake.error(400, "Invalid JSON payload: unknown field responseSchema"))
-    answer = _label(backend, _pair(rng))
+    answer = label_one(backend, random_pair(rng))
     assert answer.label == Label.SECOND and answer.meta["calls"][1]["structured"] is False
     assert "responseSchema" not in server.requests[2].body["generationConfig"]
-    _label(backend, _pair(rng))
+    label_one(backend, random_pair(rng))
     assert "responseSchema" not in server.requests[-1].body["generationConfig"]
 
 
@@ -165,7 +155,7 @@ def test_labeler_retries_after_retry_info_and_stores_the_answer(server: Scripted
     config = LabelerConfig(backoff_base_s=0.01, progress=False)
     labeler = Labeler(_backend(server), TASK, store, config, run_id="test", rng=rng)
     try:
-        result = labeler.label([_pair(rng)])[0]
+        result = labeler.label([random_pair(rng)])[0]
     finally:
         labeler.close()
     assert result.label == Label.SECOND and not result.failed and server.count == 3
