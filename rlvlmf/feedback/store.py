@@ -341,6 +341,15 @@ class QueryStore:
         self.frames_dir = self.root / "frames"
         if not create and not self.db_path.exists():
             raise UserError(f"no query store at {self.root} (expected {self.db_path}); check --store")
+        # SQLite takes an empty file for a new database, so a database truncated to zero bytes
+        # would silently start over. Frames are written before the rows naming them: frames
+        # beside an empty database mean rows were lost.
+        if self.db_path.exists() and self.db_path.stat().st_size == 0 and any(self.frames_dir.glob("*/*.png")):
+            raise UserError(
+                f"query store {self.db_path} is empty (0 bytes) but {self.frames_dir} holds frames: its rows were "
+                f"lost. To recover: restore {self.db_path} from a backup, or move it aside (mv {self.db_path} "
+                f"{self.db_path}.bad) and re-run, which asks the backend again."
+            )
         self._lock = threading.Lock()
         try:
             self.frames_dir.mkdir(parents=True, exist_ok=True)
