@@ -76,7 +76,8 @@ def to_record(row: StoredQuery, store: QueryStore, embed_frames: bool = False) -
             try:
                 record[f"{side}_frame_png"] = base64.b64encode(path.read_bytes()).decode("ascii")
             except FileNotFoundError as exc:
-                raise UserError(f"frame {path.name} of query {row.key[:12]}... is missing from {store.frames_dir}") from exc
+                raise UserError(f"frame {path.name} of query {row.key[:12]}... is missing from {store.frames_dir}; copy the "
+                                f"frames folder again from the original store, or export without --embed-frames") from exc
         else:
             record[f"{side}_frame_path"] = str(path.resolve())
     return record
