@@ -102,7 +102,7 @@ class CheckpointManager:
             prefs_path = directory / "preferences.npz"
             preferences = PreferenceDataset.load(prefs_path) if prefs_path.exists() else None
         except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of torch's/numpy's layers
-            others = [n for n in self.list() if n != name]
+            others = [n for n in self.list() if n < name]  # names are zero-padded steps
             hint = (f"resume from an earlier one with --checkpoint {others[-1]}" if others
                     else "no earlier checkpoint is left; start the run again under a new name")
             raise UserError(f"checkpoint {directory} is damaged ({type(err).__name__}: {err}); {hint}") from err
