@@ -81,3 +81,33 @@ def test_faults_end_in_correct_labels_or_recorded_failures(family: str, n_pairs:
     assert clean.count == 2 * len(failed)  # two stages per pair, nothing already paid for
     assert store.stats().failed == 0
     store.close()
+
+
+def test_labeler_under_load_keeps_its_rate_and_memory(tmp_path: Path) -> None:
+    """256 calls in flight, fresh pairs in chunks: no failures, flat peak RSS, no slowdown.
+
+    The client runs in its own process so its peak RSS is the labeler's alone.
+    benchmarks/reliability_report.py measures 1,000 vs 4,000 pairs.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from tests.fakes.crash_harness import ROOT
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    chunk, chunks = 500, 3
+    with FakeOpenAIServer(delay_s=0.25) as server:
+        proc = subprocess.run([sys.executable, "-m", "tests.fakes.load_client", server.url, "--chunks", str(chunks),
+                               "--chunk-size", str(chunk), "--in-flight", "256"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+        in_flight = server.max_in_flight
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    rounds = [line for line in lines if "pairs_per_s" in line]
+    assert lines[-1]["rows"] == chunk * chunks and all(r["failed"] == 0 for r in rounds)
+    assert in_flight > 128  # the server really saw that many requests at once
+    first, last = rounds[0], rounds[-1]
+    # Three times the pairs may not cost more than a few MiB of peak memory (store pages, caches).
+    assert last["VmHWM"] - first["VmHWM"] < 8.0, rounds
+    assert last["pairs_per_s"] > 0.5 * first["pairs_per_s"], rounds
