@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from rlvlmf.utils.atomic import atomic_write_text
 
 
 class MetricsLogger:
@@ -55,10 +58,12 @@ class MetricsLogger:
                 self._writer.add_scalar(key, float(value), step)
 
     def _rewrite(self) -> None:
-        with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, self._columns)
-            writer.writeheader()
-            writer.writerows(self._rows)
+        # Atomic: a process killed mid-rewrite must not leave a truncated history behind.
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self._columns)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic_write_text(self.path, text.getvalue())
 
     def close(self) -> None:
         """Flush and close the TensorBoard writer."""
