@@ -139,7 +139,7 @@ def crash(kills_wanted: int, seed: int) -> dict[str, int]:
         with QueryStore(work / "straight" / "q", create=False) as store:
             straight_pairs = {(r.first_frame, r.second_frame) for r in store.iter_queries()}
         run = 0
-        while totals["kills"] < kills_wanted and run < 10:
+        while totals["kills"] < kills_wanted and run < 20:
             run += 1
             plan = [("ask", int(rng.integers(1, 5))) if i % 2 == 0 else ("time", float(rng.uniform(4.0, 14.0))) for i in range(10)]
             rule = RuleVLM()
