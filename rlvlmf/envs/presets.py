@@ -101,6 +101,17 @@ _PENDULUM_DOC = "\n".join(
 
 _METAWORLD_FRAMES = dict(width=480, height=480, vlm_frame_size=300, reward_frame_size=64)
 
+
+def _metaworld(name: str, *, goal: str, positive_phrases: tuple[str, ...], negative_phrases: tuple[str, ...],
+               crop: Crop) -> Preset:
+    """A MetaWorld 3 preset as in the RL-VLM-F paper: ``corner`` camera, 480 px render cropped
+    to the object, 300 px VLM frames, 500-step episodes."""
+    task = TaskDescription(name=name, goal=goal, positive_phrases=positive_phrases,
+                           negative_phrases=negative_phrases, observation_doc=METAWORLD_OBSERVATION_DOC)
+    return Preset(name=name, spec=f"metaworld:{name}-v3", task=task, camera="corner", crop=crop,
+                  max_episode_steps=500, **_METAWORLD_FRAMES)
+
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -171,50 +182,26 @@ PRESETS: dict[str, Preset] = {
             ),
             max_episode_steps=200,
         ),
-        Preset(
-            name="drawer-open",
-            spec="metaworld:drawer-open-v3",
-            task=TaskDescription(
-                name="drawer-open",
-                goal="to open the drawer",
-                positive_phrases=("a drawer that is fully open", "an open drawer"),
-                negative_phrases=("a closed drawer", "a drawer pushed all the way in"),
-                observation_doc=METAWORLD_OBSERVATION_DOC,
-            ),
-            camera="corner",
+        _metaworld(
+            "drawer-open",
+            goal="to open the drawer",
+            positive_phrases=("a drawer that is fully open", "an open drawer"),
+            negative_phrases=("a closed drawer", "a drawer pushed all the way in"),
             crop=Crop(top=100, left=20, height=320, width=320),
-            max_episode_steps=500,
-            **_METAWORLD_FRAMES,
         ),
-        Preset(
-            name="sweep-into",
-            spec="metaworld:sweep-into-v3",
-            task=TaskDescription(
-                name="sweep-into",
-                goal="to minimize the distance between the green cube and the hole",
-                positive_phrases=("a cube inside the hole in the table", "a cube in the hole"),
-                negative_phrases=("a cube far from the hole", "a cube lying on the table"),
-                observation_doc=METAWORLD_OBSERVATION_DOC,
-            ),
-            camera="corner",
+        _metaworld(
+            "sweep-into",
+            goal="to minimize the distance between the green cube and the hole",
+            positive_phrases=("a cube inside the hole in the table", "a cube in the hole"),
+            negative_phrases=("a cube far from the hole", "a cube lying on the table"),
             crop=Crop(top=150, left=100, height=240, width=240),
-            max_episode_steps=500,
-            **_METAWORLD_FRAMES,
         ),
-        Preset(
-            name="soccer",
-            spec="metaworld:soccer-v3",
-            task=TaskDescription(
-                name="soccer",
-                goal="to move the soccer ball into the goal",
-                positive_phrases=("a soccer ball inside the goal net", "a ball in the goal"),
-                negative_phrases=("a soccer ball outside the goal", "a ball far from the goal"),
-                observation_doc=METAWORLD_OBSERVATION_DOC,
-            ),
-            camera="corner",
+        _metaworld(
+            "soccer",
+            goal="to move the soccer ball into the goal",
+            positive_phrases=("a soccer ball inside the goal net", "a ball in the goal"),
+            negative_phrases=("a soccer ball outside the goal", "a ball far from the goal"),
             crop=Crop(top=100, left=40, height=320, width=320),
-            max_episode_steps=500,
-            **_METAWORLD_FRAMES,
         ),
     )
 }
