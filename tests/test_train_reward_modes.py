@@ -14,6 +14,7 @@ from tests.fakes.tiny_models import build_tiny_clip
 from tests.test_train import TINY
 
 PENDULUM_PROGRAM = '''
+import numpy as np
 
 def subgoal_1_pole_above_horizontal(obs):
     return (obs[:, 0] > 0.0).astype(np.float64)
