@@ -79,9 +79,10 @@ def make_gym_env(
     if mujoco_based:
         kwargs.update(width=width, height=height)
     else:
-        # pygame-drawn envs call pygame.init(), whose audio start-up prints an error on
-        # headless machines; offscreen frames need no sound.
+        # pygame-drawn envs call pygame.init(), whose audio and video start-up print errors on
+        # headless machines; offscreen rgb_array frames need neither a sound card nor a display.
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
