@@ -102,6 +102,14 @@ _PENDULUM_DOC = "\n".join(
 _METAWORLD_FRAMES = dict(width=480, height=480, vlm_frame_size=300, reward_frame_size=64)
 
 
+def _dmc(name: str, *, goal: str, positive_phrases: tuple[str, ...], negative_phrases: tuple[str, ...],
+         observation_doc: str, camera: str, **frames: int) -> Preset:
+    """A dm_control suite preset: ``dmc:<name>``, 1000-step episodes, the given camera."""
+    task = TaskDescription(name=name, goal=goal, positive_phrases=positive_phrases,
+                           negative_phrases=negative_phrases, observation_doc=observation_doc)
+    return Preset(name=name, spec=f"dmc:{name}", task=task, camera=camera, max_episode_steps=1000, **frames)
+
+
 def _metaworld(name: str, *, goal: str, positive_phrases: tuple[str, ...], negative_phrases: tuple[str, ...],
                crop: Crop) -> Preset:
     """A MetaWorld 3 preset as in the RL-VLM-F paper: ``corner`` camera, 480 px render cropped
@@ -115,60 +123,40 @@ def _metaworld(name: str, *, goal: str, positive_phrases: tuple[str, ...], negat
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset(
-            name="cartpole-swingup",
-            spec="dmc:cartpole-swingup",
-            task=TaskDescription(
-                name="cartpole-swingup",
-                goal="to balance the brown pole on the black cart to be upright",
-                positive_phrases=("a pole balanced upright on a cart", "an upright pole"),
-                negative_phrases=("a pole hanging down below a cart", "a pole tilted sideways"),
-                observation_doc=_DMC_CARTPOLE_DOC,
-            ),
+        _dmc(
+            "cartpole-swingup",
+            goal="to balance the brown pole on the black cart to be upright",
+            positive_phrases=("a pole balanced upright on a cart", "an upright pole"),
+            negative_phrases=("a pole hanging down below a cart", "a pole tilted sideways"),
+            observation_doc=_DMC_CARTPOLE_DOC,
             camera="fixed",
             width=200,
             height=200,
             vlm_frame_size=200,
-            max_episode_steps=1000,
         ),
-        Preset(
-            name="walker-walk",
-            spec="dmc:walker-walk",
-            task=TaskDescription(
-                name="walker-walk",
-                goal="to make the two-legged robot stand upright and walk forward",
-                positive_phrases=("a two-legged robot walking upright", "a robot standing tall"),
-                negative_phrases=("a two-legged robot lying on the ground", "a robot fallen over"),
-                observation_doc=_DMC_WALKER_DOC,
-            ),
+        _dmc(
+            "walker-walk",
+            goal="to make the two-legged robot stand upright and walk forward",
+            positive_phrases=("a two-legged robot walking upright", "a robot standing tall"),
+            negative_phrases=("a two-legged robot lying on the ground", "a robot fallen over"),
+            observation_doc=_DMC_WALKER_DOC,
             camera="side",
-            max_episode_steps=1000,
         ),
-        Preset(
-            name="cheetah-run",
-            spec="dmc:cheetah-run",
-            task=TaskDescription(
-                name="cheetah-run",
-                goal="to make the cheetah robot run forward as fast as possible",
-                positive_phrases=("a cheetah robot running forward fast", "a robot in mid stride"),
-                negative_phrases=("a cheetah robot lying on its back", "a robot standing still"),
-                observation_doc=_DMC_CHEETAH_DOC,
-            ),
+        _dmc(
+            "cheetah-run",
+            goal="to make the cheetah robot run forward as fast as possible",
+            positive_phrases=("a cheetah robot running forward fast", "a robot in mid stride"),
+            negative_phrases=("a cheetah robot lying on its back", "a robot standing still"),
+            observation_doc=_DMC_CHEETAH_DOC,
             camera="side",
-            max_episode_steps=1000,
         ),
-        Preset(
-            name="reacher-easy",
-            spec="dmc:reacher-easy",
-            task=TaskDescription(
-                name="reacher-easy",
-                goal="to move the tip of the two-link arm onto the red target",
-                positive_phrases=("an arm whose tip touches the red target",),
-                negative_phrases=("an arm whose tip is far from the red target",),
-                observation_doc=_DMC_REACHER_DOC,
-            ),
+        _dmc(
+            "reacher-easy",
+            goal="to move the tip of the two-link arm onto the red target",
+            positive_phrases=("an arm whose tip touches the red target",),
+            negative_phrases=("an arm whose tip is far from the red target",),
+            observation_doc=_DMC_REACHER_DOC,
             camera="fixed",
-            max_episode_steps=1000,
         ),
         Preset(
             name="pendulum",
