@@ -1,3 +1,45 @@
-"""rlvlmf: reinforcement learning from vision-language-model feedback."""
+"""rlvlmf: reinforcement learning from vision-language-model feedback.
+
+The main entry points, importable from the top level (loaded on first use, so
+``import rlvlmf`` stays cheap)::
+
+    from rlvlmf import make_env, make_backend, Labeler, QueryStore, build_config, run_training
+
+    env = make_env("drawer-open")                      # Gymnasium env with the task's goal text
+    backend = make_backend("openai:gpt-4o")            # any backend spec from `rlvlmf backends`
+    config = build_config("cartpole-swingup", ["num_interact=2000"])
+    run_training(config, "runs/demo")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "make_env": "rlvlmf.envs",
+    "PRESETS": "rlvlmf.envs",
+    "TaskDescription": "rlvlmf.envs",
+    "make_backend": "rlvlmf.feedback.registry",
+    "FramePair": "rlvlmf.feedback.base",
+    "Label": "rlvlmf.feedback.base",
+    "Labeler": "rlvlmf.feedback.labeler",
+    "LabelerConfig": "rlvlmf.feedback.labeler",
+    "QueryStore": "rlvlmf.feedback.store",
+    "RewardEnsemble": "rlvlmf.reward.ensemble",
+    "load_reward_model": "rlvlmf.reward.ensemble",
+    "SAC": "rlvlmf.agents.sac",
+    "TrainConfig": "rlvlmf.train_config",
+    "build_config": "rlvlmf.train",
+    "run_training": "rlvlmf.train",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rlvlmf' has no attribute {name!r}")

@@ -65,3 +65,12 @@ def test_dict_round_trip_and_unknown_fields() -> None:
     assert from_dict(Outer, to_dict(cfg)) == cfg
     with pytest.raises(ConfigError, match="unknown field"):
         from_dict(Outer, {"nope": 1})
+
+
+def test_top_level_names_resolve() -> None:
+    import rlvlmf
+
+    for name in rlvlmf.__all__:
+        assert getattr(rlvlmf, name) is not None
+    with pytest.raises(AttributeError):
+        rlvlmf.not_a_name  # noqa: B018
