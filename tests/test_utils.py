@@ -31,3 +31,12 @@ def test_metrics_csv_adds_columns_and_drops_rows_after_resume_step(tmp_path: Pat
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
     assert lines[0] == "step,a,b"
     assert lines[1:] == ["10,1.0,", "20,2.0,5.0", "30,33.0,"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777
+    assert os.access(tmp_path / "a.txt", os.R_OK)
