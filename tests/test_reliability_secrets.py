@@ -47,7 +47,8 @@ def _files_holding(root: Path, needle: bytes) -> list[str]:
 
 
 def test_api_keys_never_leave_the_auth_header(tmp_path: Path) -> None:
-    env = {**os.environ, **dict.fromkeys(KEY_VARS, SENTINEL), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **dict.fromkeys(KEY_VARS, SENTINEL), "PYTHONPATH": str(ROOT),
+           "RLVLMF_REWARD_MODELS": str(tmp_path / "reward_models")}  # the default folder, in the run's cwd
     servers = _servers()
     for server in servers.values():
         server.start()

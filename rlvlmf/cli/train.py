@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from rlvlmf.errors import UserError
@@ -38,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs", help="folder of run folders (default: %(default)s)")
     parser.add_argument("--name", help="run folder name (default: PRESET-REWARD-BACKEND-sSEED)")
     parser.add_argument("--store", default="queries", help="query store folder (default: %(default)s)")
+    parser.add_argument("--export-dir", default=os.environ.get("RLVLMF_REWARD_MODELS", "reward_models"),
+                        help="where the final reward model is also exported as NAME.pt "
+                        "(default: $RLVLMF_REWARD_MODELS or %(default)s)")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override any config field, repeatable: num_interact=2000, sac.batch_size=256, "
                         "reward_model.input=state, labeler.max_cost_usd=5")
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{run_dir} is already complete; results in {run_dir}")
             return 0
         summary = run_training(None, run_dir, resume=True, checkpoint=args.checkpoint, store_dir=args.store,
-                               progress=progress, stop_after=args.stop_after)
+                               export_dir=args.export_dir, progress=progress, stop_after=args.stop_after)
     else:
         if args.checkpoint:
             raise UserError("--checkpoint goes with --resume")
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         if (run_dir / "config.json").exists():
             raise UserError(f"{run_dir} already holds an unfinished run; continue it with "
                             f"`rlvlmf train --resume {run_dir}` or choose another --name")
-        summary = run_training(config, run_dir, store_dir=args.store, progress=progress, stop_after=args.stop_after)
+        summary = run_training(config, run_dir, store_dir=args.store, export_dir=args.export_dir, progress=progress,
+                               stop_after=args.stop_after)
     print(json.dumps(summary.__dict__, indent=2))
     if summary.extra.get("complete"):
         print(f"results in {summary.run_dir} (metrics.csv, eval.jsonl, videos/, tensorboard/, reward_model.pt)")
