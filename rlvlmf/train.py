@@ -129,7 +129,7 @@ class Trainer:
         self.entropy: KNNStateEntropy | None = None
         self.frame_reward: FrameRewardSource | None = None
         if config.learns_reward:
-            if reward_cfg.uses_states and reward_cfg.state_dim != self._state_dim(obs_dim, action_dim):
+            if reward_cfg.uses_states and reward_cfg.state_dim != reward_state_dim(reward_cfg.state_kind, obs_dim, action_dim):
                 raise ValueError("reward_model.state_dim must match the env; build configs with resolve_config()")
             self.ensemble = RewardEnsemble(reward_cfg, seed=config.seed)
             self.preferences = PreferenceDataset(reward_cfg.capacity, reward_cfg.heldout_fraction)
@@ -150,10 +150,6 @@ class Trainer:
         self._episode_learned = 0.0
         self._last_fit: dict[str, float] = {}
         self._last_losses: dict[str, float] = {}
-
-    def _state_dim(self, obs_dim: int, action_dim: int) -> int:
-        kind = self.config.reward_model.state_kind
-        return obs_dim + action_dim if kind == "obs_action" else obs_dim
 
     # ================================================================== the loop
     def run(self, *, stop_after: int | None = None) -> RunSummary:
@@ -388,14 +384,13 @@ class Trainer:
             "counters": self.counters.__dict__,
             "rng": self.rng.bit_generator.state,
             "labeler_stats": self.labeler.stats.__dict__ if self.labeler is not None else None,
-            "episode_return": self._episode_return,
             "last_fit": self._last_fit,
+            # A killed process may append evaluations after this checkpoint; resuming from it
+            # cuts eval.jsonl back to this many lines.
+            "eval_lines": self._eval_lines(),
         }
         self.checkpoints.save(self.counters.step, arrays=arrays, torch_state=torch_state, meta=meta,
                               preferences=self.preferences)
-        # The eval log may hold evaluations made after this checkpoint by a killed process;
-        # resume truncates it back to this point.
-        atomic_write_text(self.run_dir / "checkpoints" / "eval_lines.txt", str(self._eval_lines()))
 
     def _eval_lines(self) -> int:
         path = self.run_dir / "eval.jsonl"
@@ -422,10 +417,8 @@ class Trainer:
                 setattr(self.labeler.stats, key, value)
         self._last_fit = meta.get("last_fit") or {}
         eval_path = self.run_dir / "eval.jsonl"
-        lines_file = loaded.directory / ".." / "eval_lines.txt"
-        keep = int(lines_file.read_text()) if lines_file.exists() else None
-        if keep is not None and eval_path.exists():
-            lines = eval_path.read_text().splitlines()[:keep]
+        if eval_path.exists():
+            lines = eval_path.read_text().splitlines()[: meta["eval_lines"]]
             atomic_write_text(eval_path, "".join(line + "\n" for line in lines))
 
     def _export_reward_model(self) -> None:
@@ -470,6 +463,11 @@ def save_config(config: TrainConfig, run_dir: Path) -> None:
     atomic_write_text(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
 
 
+def reward_state_dim(state_kind: str, obs_dim: int, action_dim: int) -> int:
+    """Length of the reward model's state vector: PEBBLE's r(s, a) reads both, the others one."""
+    return obs_dim + action_dim if state_kind == "obs_action" else obs_dim
+
+
 def build_config(preset: str, overrides: list[str] | tuple[str, ...] = (), **fields: Any) -> TrainConfig:
     """The preset's default config with top-level ``fields`` and ``key=value`` overrides applied.
 
@@ -486,11 +484,12 @@ def build_config(preset: str, overrides: list[str] | tuple[str, ...] = (), **fie
         action_dim = int(np.prod(env.action_space.shape))
     finally:
         env.close()
-    config = dataclasses.replace(config, reward_model=dataclasses.replace(config.reward_model, state_dim=obs_dim + action_dim))
+    state_dim = reward_state_dim(config.reward_model.state_kind, obs_dim, action_dim)
+    config = dataclasses.replace(config, reward_model=dataclasses.replace(config.reward_model, state_dim=state_dim))
     if fields:
         config = dataclasses.replace(config, **fields)
     config = apply_overrides(config, overrides)
-    state_dim = obs_dim + action_dim if config.reward_model.state_kind == "obs_action" else obs_dim
+    state_dim = reward_state_dim(config.reward_model.state_kind, obs_dim, action_dim)
     return dataclasses.replace(config, reward_model=dataclasses.replace(config.reward_model, state_dim=state_dim))
 
 

@@ -101,6 +101,9 @@ def test_damaged_checkpoint_names_the_way_back(tmp_path: Path) -> None:
     resumed = run_training(None, run_dir, resume=True, checkpoint="step_000000200", store_dir=tmp_path / "q",
                            export_dir=None, progress=False)
     assert resumed.extra["complete"]
+    # The evaluation made after step 200 was cut from the log and made again, not repeated.
+    steps = [json.loads(line)["step"] for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert steps == [400, 600]
 
 
 def test_config_errors_are_user_errors() -> None:
