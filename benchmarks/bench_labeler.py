@@ -4,7 +4,7 @@ For each concurrency (``max_in_flight``) it labels ``pairs_per_slot * concurrenc
 pairs through ``Labeler`` + a fresh temporary ``QueryStore`` + the ``openai`` backend, and
 prints labeled pairs per second next to the target ``0.8 * concurrency / pair_latency``,
 where ``pair_latency = stages * delay`` (the two-stage protocol makes two sequential
-requests per pair). The server (tests/fakes/openai_server.py) runs in its own process so it
+requests per pair). The server (rlvlmf/testing/openai_server.py) runs in its own process so it
 does not share the client's interpreter lock.
 
     .venv/bin/python benchmarks/bench_labeler.py --delay 0.2 --concurrency 1 4 16 64
@@ -36,7 +36,7 @@ TASK = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",))
 
 def serve(delay_s: float, conn: multiprocessing.connection.Connection) -> None:
     """Child process: run the fake server until the parent says stop."""
-    from tests.fakes.openai_server import FakeOpenAIServer
+    from rlvlmf.testing.openai_server import FakeOpenAIServer
 
     with FakeOpenAIServer(delay_s=delay_s) as server:
         conn.send(server.url)
@@ -57,7 +57,7 @@ def make_bench_backend(url: str | None, mode: str, pair_latency: float) -> Backe
     """The openai backend at ``url``, or (``url=None``) an in-process one that just waits."""
     if url is not None:
         return make_backend(f"openai:fake-vlm@{url}", mode=mode)
-    from tests.fakes.backends import CountingBackend
+    from rlvlmf.testing.backends import CountingBackend
 
     return CountingBackend(delay_s=pair_latency)
 

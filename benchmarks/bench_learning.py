@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from rlvlmf.agents.sac import SAC, SACConfig
-from rlvlmf.buffer import ReplayBuffer, TransitionBatch
+from rlvlmf.agents.batch import TransitionBatch
+from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.reward.config import RewardModelConfig
 from rlvlmf.reward.ensemble import RewardEnsemble
 from rlvlmf.reward.inputs import RewardInputs

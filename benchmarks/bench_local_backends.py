@@ -77,7 +77,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
-        from tests.fakes.tiny_models import build_tiny_clip, build_tiny_llava
+        from rlvlmf.testing.tiny_models import build_tiny_clip, build_tiny_llava
 
         clip_path = args.clip or str(build_tiny_clip(Path(tmp) / "clip"))
         hf_path = args.hf or str(build_tiny_llava(Path(tmp) / "llava"))

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from rlvlmf.buffer import bytes_per_transition
-from rlvlmf.train import Trainer, build_config
+from rlvlmf.training.buffer import bytes_per_transition
+from rlvlmf.training.builder import build_config
+from rlvlmf.training.loop import Trainer
 
 FAST = ["update_every=1000", "sac.hidden_sizes=64,64", "eval_every=100000", "eval_episodes=1", "eval_video=false",
         "labeler.progress=false"]
@@ -95,7 +96,7 @@ def main() -> None:
     done, _, hwm = samples[-1]
     print(f"ran {done} steps in {elapsed:.0f} s ({done / elapsed:.1f} steps/s), {counters.rounds} feedback rounds, "
           f"{counters.labels} labels; {'finished' if finished else 'stopped at the time limit'}")
-    print(f"bytes per transition (rlvlmf.buffer.bytes_per_transition({obs_dim}, {action_dim}, "
+    print(f"bytes per transition (rlvlmf.training.buffer.bytes_per_transition({obs_dim}, {action_dim}, "
           f"{trainer.buffer.frame_size})): {per_step:,}")
     buffer_bytes = args.steps * per_step
     print(f"analytical: replay buffer {args.steps:,} x {per_step:,} B = {buffer_bytes / 2**30:.2f} GiB; query pool "

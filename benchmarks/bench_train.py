@@ -35,9 +35,10 @@ from typing import Any
 
 import torch
 
-import rlvlmf.train as train_module
-from rlvlmf.metrics import MetricsLogger
-from rlvlmf.train import Trainer, build_config
+import rlvlmf.training.loop as train_module
+from rlvlmf.training.metrics import MetricsLogger
+from rlvlmf.training.builder import build_config
+from rlvlmf.training.loop import Trainer
 
 SETTINGS: dict[str, list[str]] = {
     "pebble": ["sac.hidden_sizes=1024,1024", "sac.batch_size=1024", "sac.actor_lr=5e-4", "sac.critic_lr=5e-4"],

@@ -1,6 +1,6 @@
 """Label-efficiency study: ground-truth reward vs scripted teacher vs noisy scripted teacher.
 
-Runs a sweep (``rlvlmf.sweep``) of three methods on DMC cartpole-swingup and walker-walk
+Runs a sweep (``rlvlmf.evaluation.sweep``) of three methods on DMC cartpole-swingup and walker-walk
 over several seeds, then writes the report (curves, final IQM with 95% stratified-bootstrap
 CIs, labels used) to ``docs/label_efficiency/`` and the measured table, with the command
 that reproduced it, to ``docs/label_efficiency.md``. Re-running the same command resumes
@@ -34,7 +34,7 @@ import numpy as np
 from rlvlmf.errors import UserError
 from rlvlmf.evaluation.report import build_report, markdown_tables, write_report
 from rlvlmf.evaluation.runs import find_runs
-from rlvlmf.sweep import PYTHON, RunState, Variant, expand_grid, parse_names, parse_seeds, run_state, run_sweep, train_command
+from rlvlmf.evaluation.sweep import PYTHON, RunState, Variant, expand_grid, parse_names, parse_seeds, run_state, run_sweep, train_command
 
 # ---- Study settings the lead may adjust --------------------------------------------------
 PRESETS = ("cartpole-swingup", "walker-walk")

@@ -1,6 +1,6 @@
 """Reliability figures, measured: answers fuzzed, faults injected, kills survived, items lost, peak RSS.
 
-Everything runs locally against the fake provider servers of tests/fakes (no network):
+Everything runs locally against the fake provider servers of rlvlmf/testing (no network):
 
 1. fuzz   - seeded hostile answers (empty, ~1 MB, invalid UTF-8, lone surrogates, wrong
             JSON, contradictory, prompt injection, HTML/script) through ``parse_label`` and
@@ -38,12 +38,12 @@ from rlvlmf.feedback.base import FramePair, Label  # noqa: E402
 from rlvlmf.feedback.labeler import Labeler, LabelerConfig  # noqa: E402
 from rlvlmf.feedback.parsing import parse_label  # noqa: E402
 from rlvlmf.feedback.store import QueryStore  # noqa: E402
-from tests.fakes.crash_harness import TINY, audit_run, crash_and_resume, quiet  # noqa: E402
-from tests.fakes.faults import FaultInjector, rule_responder  # noqa: E402
-from tests.fakes.fuzz_answers import AnswerFuzzer  # noqa: E402
-from tests.fakes.fuzz_http import FAMILIES, TASK, check_outcomes, fake_server, label_fuzzed, make_fuzz_backend  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
-from tests.fakes.rule_vlm import RuleVLM, rule_label  # noqa: E402
+from rlvlmf.testing.crash_harness import TINY, audit_run, crash_and_resume, quiet  # noqa: E402
+from rlvlmf.testing.faults import FaultInjector, rule_responder  # noqa: E402
+from rlvlmf.testing.fuzz_answers import AnswerFuzzer  # noqa: E402
+from rlvlmf.testing.fuzz_http import FAMILIES, TASK, check_outcomes, fake_server, label_fuzzed, make_fuzz_backend  # noqa: E402
+from rlvlmf.testing.openai_server import FakeOpenAIServer  # noqa: E402
+from rlvlmf.testing.rule_vlm import RuleVLM, rule_label  # noqa: E402
 
 SECTIONS = ("fuzz", "faults", "crash", "load")
 
@@ -131,7 +131,8 @@ def crash(kills_wanted: int, seed: int) -> dict[str, int]:
         work = Path(work_dir)
         straight_rule = RuleVLM()
         server.responder = straight_rule
-        from rlvlmf.train import build_config, run_training
+        from rlvlmf.training.builder import build_config
+        from rlvlmf.training.loop import run_training
 
         config = build_config("pendulum", [*TINY, *extra], steps=steps, backend=f"openai:fake-vlm@{server.url}")
         run_training(config, work / "straight" / "crashy", store_dir=work / "straight" / "q", export_dir=None, progress=False)
@@ -166,7 +167,7 @@ def crash(kills_wanted: int, seed: int) -> dict[str, int]:
 def load(chunks: int, chunk: int, in_flight: int, delay_s: float) -> dict[str, float]:
     print(f"== load: {chunks} chunks of {chunk} fresh pairs, {in_flight} calls in flight, server latency {delay_s} s")
     with FakeOpenAIServer(delay_s=delay_s) as server:
-        proc = subprocess.run([sys.executable, "-m", "tests.fakes.load_client", server.url, "--chunks", str(chunks),
+        proc = subprocess.run([sys.executable, "-m", "rlvlmf.testing.load_client", server.url, "--chunks", str(chunks),
                                "--chunk-size", str(chunk), "--in-flight", str(in_flight)], cwd=ROOT, capture_output=True, text=True)
         seen = server.max_in_flight
     if proc.returncode != 0:

@@ -31,9 +31,9 @@ _LAZY: dict[str, str] = {
     "RewardEnsemble": "rlvlmf.reward.ensemble",
     "load_reward_model": "rlvlmf.reward.ensemble",
     "SAC": "rlvlmf.agents.sac",
-    "TrainConfig": "rlvlmf.train_config",
-    "build_config": "rlvlmf.train",
-    "run_training": "rlvlmf.train",
+    "TrainConfig": "rlvlmf.training.config",
+    "build_config": "rlvlmf.training.builder",
+    "run_training": "rlvlmf.training.loop",
 }
 
 __all__ = ["__version__", *_LAZY]

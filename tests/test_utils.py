@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvlmf.metrics import MetricsLogger
+from rlvlmf.training.metrics import MetricsLogger
 from rlvlmf.utils.atomic import atomic_open, atomic_write_text
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlvlmf.buffer import TransitionBatch
+from rlvlmf.agents.batch import TransitionBatch
 from rlvlmf.errors import ConfigError
 
 _LOG_2PI = math.log(2 * math.pi)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlvlmf.audit.cli import SUBCOMMANDS as AUDIT_SUBCOMMANDS
+from rlvlmf.cli.audit import SUBCOMMANDS as AUDIT_SUBCOMMANDS
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.base import FramePair

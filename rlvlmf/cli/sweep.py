@@ -10,7 +10,7 @@ from types import FrameType
 
 import numpy as np
 
-from rlvlmf.sweep import (
+from rlvlmf.evaluation.sweep import (
     PYTHON,
     RunOutcome,
     RunState,

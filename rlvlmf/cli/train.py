@@ -54,14 +54,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlvlmf.train import build_config, default_run_name, run_training
+    from rlvlmf.training.builder import build_config, default_run_name
+    from rlvlmf.training.loop import run_training
+    from rlvlmf.training.run_files import RunFiles
 
     progress = not args.no_progress
     if args.resume:
         run_dir = Path(args.resume)
         if args.overrides or args.steps:
             raise UserError("--resume continues a run with its saved config; --set and --steps cannot change it")
-        if (run_dir / "summary.json").exists():
+        if RunFiles(run_dir).is_complete():
             print(f"{run_dir} is already complete; results in {run_dir}")
             return 0
         summary = run_training(None, run_dir, resume=True, checkpoint=args.checkpoint, store_dir=args.store,
@@ -76,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
         overrides = list(args.overrides) + (["labeler.offline=true"] if args.offline else [])
         config = build_config(args.preset, overrides, **fields)
         run_dir = Path(args.out) / (args.name or default_run_name(config))
-        if (run_dir / "summary.json").exists():
+        if RunFiles(run_dir).is_complete():
             raise UserError(f"{run_dir} already holds a finished run; choose another --name or --seed")
-        if (run_dir / "config.json").exists():
+        if RunFiles(run_dir).is_run():
             raise UserError(f"{run_dir} already holds an unfinished run; continue it with "
                             f"`rlvlmf train --resume {run_dir}` or choose another --name")
         summary = run_training(config, run_dir, store_dir=args.store, export_dir=args.export_dir, progress=progress,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rlvlmf.errors import UserError
-from rlvlmf.sweep import MANIFEST_NAME, method_label, read_manifest
+from rlvlmf.training.run_files import RunFiles
+from rlvlmf.evaluation.sweep import MANIFEST_NAME, method_label, read_manifest
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         UserError: ``config.json`` is missing or a file is not valid JSON.
     """
     run_dir = Path(path)
-    config = _read_json(run_dir / "config.json")
-    summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else None
+    files = RunFiles(run_dir)
+    config = _read_json(files.config)
+    summary = _read_json(files.summary) if files.is_complete() else None
     entry = read_manifest(run_dir.parent).get(run_dir.name) if (run_dir.parent / MANIFEST_NAME).exists() else None
     if entry:
         method = str(entry["method"])
@@ -105,13 +107,13 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         method = method_label(_str_or_none(config.get("reward")), _str_or_none(config.get("backend")), options)
     task = str(config.get("preset") or (entry or {}).get("preset") or "unknown")
     seed = config.get("seed", (entry or {}).get("seed"))
-    last_metrics = _last_metrics(run_dir / "metrics.csv")
+    last_metrics = _last_metrics(files.metrics)
     return Run(
         path=run_dir,
         method=method,
         task=task,
         seed=int(seed) if seed is not None else None,
-        evals=_read_evals(run_dir / "eval.jsonl"),
+        evals=_read_evals(files.evals),
         finished=summary is not None,
         labels=_number((summary or {}).get("labels"), last_metrics.get("feedback/labels")),
         cost_usd=_number((summary or {}).get("cost_usd"), last_metrics.get("feedback/cost_usd")),
@@ -132,10 +134,10 @@ def find_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
         path = Path(raw)
         if not path.exists():
             raise UserError(f"{path} does not exist; give run folders or folders that contain them")
-        if (path / "config.json").exists():
+        if RunFiles(path).is_run():
             found.add(path.resolve())
         else:
-            found.update(c.parent.resolve() for c in path.rglob("config.json") if "checkpoints" not in c.parts)
+            found.update(c.parent.resolve() for c in path.rglob(RunFiles(path).config.name) if "checkpoints" not in c.parts)
     if not found:
         raise UserError("no run folders (folders with config.json) under " + ", ".join(str(p) for p in paths))
     return [load_run(p) for p in sorted(found)]

@@ -1,6 +1,6 @@
 """Learned rewards: the ensemble fit to preferences, its loss, data and query selection.
 
-``rlvlmf.reward.knn_entropy`` (PEBBLE's exploration reward) is imported on its own: it
+``rlvlmf.training.knn_entropy`` (PEBBLE's exploration reward) is imported on its own: it
 reads the replay buffer, which itself imports this package's input types.
 """
 

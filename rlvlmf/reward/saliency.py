@@ -27,86 +27,9 @@ from PIL import Image
 from torch import nn
 
 from rlvlmf.errors import UserError
-from rlvlmf.reward.config import CONV_KERNELS, CONV_STRIDES
+from rlvlmf.reward.nets import FLSConvEncoder, preprocess_frames
 
 SaliencyMethod = Literal["auto", "gradient", "fls"]
-FLS_ATTENTION_AFTER = 2
-"""Conv layers before the attention layer. After two layers a 64-pixel frame is still a 9x9
-grid; after four it is 1x1 and attention would have nothing to choose between."""
-FLS_ATTENTION_GAIN = 10.0
-"""Multiplier of the attention logits. Under Adam it makes them learn that much faster than
-the convs. On tests/test_saliency.py's synthetic task (150 Adam steps), the mean map inside
-the rewarded region / outside was 0.94 / 0.74 with gain 1 and 0.70 / 0.23 with gain 10."""
-
-
-# --------------------------------------------------------------------------- FLS encoder
-
-
-class FLSConvEncoder(nn.Module):
-    """The RL-VLM-F conv encoder with a spatial softmax attention layer after ``attention_after`` convs.
-
-    The attention conv starts at zero, so the untrained encoder weights every position
-    equally and behaves like the plain encoder. Weights are scaled by the number of
-    positions so their mean is 1 and the features keep their scale.
-    """
-
-    def __init__(self, channels: Sequence[int], attention_after: int = FLS_ATTENTION_AFTER) -> None:
-        """Build the encoder.
-
-        Args:
-            channels: Output channels of the conv layers (one per entry of ``CONV_KERNELS``).
-            attention_after: Conv layers before the attention layer, in ``[1, len(channels)]``.
-        """
-        super().__init__()
-        if not 1 <= attention_after <= len(channels):
-            raise ValueError(f"attention_after must be in [1, {len(channels)}], got {attention_after}")
-        layers: list[nn.Module] = []
-        in_channels = 3
-        for out_channels, kernel, stride in zip(channels, CONV_KERNELS, CONV_STRIDES):
-            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride), nn.LeakyReLU()]
-            in_channels = out_channels
-        self.before = nn.Sequential(*layers[: 2 * attention_after])
-        self.after = nn.Sequential(*layers[2 * attention_after :], nn.Flatten())
-        # Two extra input channels carry each cell's (row, column): a 1x1 conv over features
-        # alone scores content only, and could not learn to look at a place (unpadded convs
-        # carry no position).
-        self.attention = nn.Conv2d(channels[attention_after - 1] + 2, 1, kernel_size=1)
-        extent, jump = 1, 1
-        for kernel, stride in zip(CONV_KERNELS[:attention_after], CONV_STRIDES[:attention_after]):
-            extent, jump = extent + (kernel - 1) * jump, jump * stride
-        self.receptive_field = (extent, jump)
-        """``(size, jump)`` in input pixels of one attention cell's window."""
-        nn.init.zeros_(self.attention.weight)
-        nn.init.zeros_(self.attention.bias)
-
-    def attend(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features before the attention layer and the attention weights.
-
-        Args:
-            images: ``(N, 3, H, W)`` preprocessed frames.
-
-        Returns:
-            ``(features, weights)``: ``(N, C, h, w)`` and ``(N, 1, h, w)`` weights that sum
-            to 1 over the ``h * w`` positions of each frame.
-        """
-        features = self.before(images)
-        logits = self.attention(torch.cat([features, _coordinates(features)], dim=1)) * FLS_ATTENTION_GAIN
-        weights = torch.softmax(logits.flatten(1), dim=1).view_as(logits)
-        return features, weights
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Flat features ``(N, F)``, the same size as the plain encoder's."""
-        features, weights = self.attend(images)
-        positions = weights.shape[-1] * weights.shape[-2]
-        return self.after(features * weights * positions)
-
-
-def _coordinates(features: torch.Tensor) -> torch.Tensor:
-    """``(N, 2, h, w)`` row and column of each cell, in ``[-1, 1]``."""
-    n, _, h, w = features.shape
-    rows = torch.linspace(-1.0, 1.0, h, dtype=features.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
-    cols = torch.linspace(-1.0, 1.0, w, dtype=features.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
-    return torch.cat([rows, cols], dim=1)
 
 
 # --------------------------------------------------------------------------- maps
@@ -223,7 +146,6 @@ def reward_model_saliency(model: nn.Module, frames: np.ndarray, method: Saliency
     Raises:
         UserError: The model reads state vectors, or ``"fls"`` for a model without attention.
     """
-    from rlvlmf.reward.nets import preprocess_frames  # nets imports this module for the encoder
 
     config = model.config
     if config.input != "image":

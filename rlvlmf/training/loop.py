@@ -1,0 +1,502 @@
+"""The PEBBLE loop with VLM feedback (RL-VLM-F), and its ground-truth, CLIP and code baselines.
+
+One run, in the paper's order:
+
+1. ``seed_steps`` of random actions fill the replay buffer.
+2. ``unsup_steps`` of SAC on a k-NN state-entropy reward explore (PEBBLE pre-training).
+3. Every ``num_interact`` steps until ``max_feedback`` queries: draw pairs of recent frames,
+   label them through the labeler and its store, fit the reward ensemble, relabel the whole
+   replay buffer (and, after the first round, reset the critic).
+4. SAC trains on the learned reward throughout.
+
+``reward="env"`` skips 2-3 and trains on the env's reward; ``"clip"`` scores every frame with
+a CLIP-family model; ``"code:<file>"`` runs verified generated reward functions in a sandbox.
+
+Checkpoints are taken at episode ends (so no env state needs saving) and hold everything a
+bit-for-bit continuation needs: agent, optimizers, buffer, preference data, ensemble, query
+pool, RNG states and counters. Every VLM answer is in the query store before it is used, so
+a resumed run reads paid answers back instead of asking again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rlvlmf.agents.sac import SAC
+from rlvlmf.training.buffer import ReplayBuffer
+from rlvlmf.training.checkpoint import CheckpointManager
+from rlvlmf.config import from_dict, parse_options
+from rlvlmf.envs import make_env
+from rlvlmf.envs.frames import resize_frame
+from rlvlmf.errors import BudgetExhausted, UserError
+from rlvlmf.training.evaluate import evaluate_policy
+from rlvlmf.feedback.base import FramePair, Label
+from rlvlmf.feedback.labeler import POSITION_FLIP, Labeler
+from rlvlmf.feedback.registry import make_backend
+from rlvlmf.feedback.store import QueryStore
+from rlvlmf.training.metrics import MetricsLogger
+from rlvlmf.training.query_pool import QueryPool
+from rlvlmf.reward.ensemble import RewardEnsemble
+from rlvlmf.reward.inputs import RewardInputs
+from rlvlmf.reward.preferences import UNKNOWN_LABEL, PreferenceDataset
+from rlvlmf.reward.sampling import SegmentPairs, select_queries
+from rlvlmf.training.knn_entropy import KNNStateEntropy
+from rlvlmf.training.reward_sources import FrameRewardSource, make_frame_reward_source
+from rlvlmf.training.builder import reward_state_dim, save_config
+from rlvlmf.training.config import TrainConfig
+from rlvlmf.training.run_files import RunFiles
+from rlvlmf.utils.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    """Where a run stands; saved with each checkpoint."""
+
+    step: int = 0
+    episode: int = 0
+    updates: int = 0
+    rounds: int = 0
+    queries: int = 0
+    labels: int = 0
+    last_checkpoint: int = 0
+    next_eval: int = 0
+    next_feedback: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    """What ``train`` returns and writes as ``summary.json`` when the run is complete."""
+
+    run_dir: str
+    steps: int
+    episodes: int
+    queries: int
+    labels: int
+    cost_usd: float
+    eval_return_mean: float | None
+    eval_success_rate: float | None
+    label_accuracy: float | None
+    wall_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Holds the state of one run; ``run()`` is the PEBBLE loop."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, *, store_dir: str | Path = "queries",
+                 export_dir: str | Path | None = "reward_models", progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.export_dir = None if export_dir is None else Path(export_dir)
+        self.progress = progress
+        torch.set_num_threads(config.threads)
+
+        self.env = make_env(config.preset)
+        self.eval_env = make_env(config.preset)
+        self.task = self.env.get_wrapper_attr("task")
+        self.preset = self.env.get_wrapper_attr("preset")
+        obs_dim = int(np.prod(self.env.observation_space.shape))
+        action_dim = int(np.prod(self.env.action_space.shape))
+        self.action_low = self.env.action_space.low.astype(np.float32)
+        self.action_high = self.env.action_space.high.astype(np.float32)
+
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+        self.agent = SAC(obs_dim, action_dim, config.sac, seed=config.seed)
+
+        reward_cfg = config.reward_model
+        self.state_kind = reward_cfg.state_kind if reward_cfg.uses_states else None
+        keeps_frames = config.learns_reward and reward_cfg.uses_frames
+        self.buffer = ReplayBuffer(config.steps, obs_dim, action_dim, reward_cfg.frame_size if keeps_frames else None)
+        self.counters = Counters(next_eval=config.eval_every, next_feedback=config.seed_steps + config.unsup_steps)
+
+        self.ensemble: RewardEnsemble | None = None
+        self.preferences: PreferenceDataset | None = None
+        self.pool: QueryPool | None = None
+        self.labeler: Labeler | None = None
+        self.store: QueryStore | None = None
+        self.entropy: KNNStateEntropy | None = None
+        self.frame_reward: FrameRewardSource | None = None
+        if config.learns_reward:
+            if reward_cfg.uses_states and reward_cfg.state_dim != reward_state_dim(reward_cfg.state_kind, obs_dim, action_dim):
+                raise ValueError("reward_model.state_dim must match the env; build configs with resolve_config()")
+            self.ensemble = RewardEnsemble(reward_cfg, seed=config.seed)
+            self.preferences = PreferenceDataset(reward_cfg.capacity, reward_cfg.heldout_fraction)
+            self.pool = QueryPool(config.query_pool_size)
+            self.store = QueryStore(store_dir)
+            backend = make_backend(config.backend, **{"seed": config.seed, **parse_options(config.backend_options)}) \
+                if config.backend.startswith("scripted") else make_backend(config.backend, **parse_options(config.backend_options))
+            self.labeler = Labeler(backend, self.task, self.store, config.labeler, run_id=self.run_dir.name,
+                                   rng=np.random.default_rng(config.seed + 1))
+            if config.unsup_steps > 0:
+                self.entropy = KNNStateEntropy(k=config.knn_k)
+        elif config.reward != "env":
+            self.frame_reward = make_frame_reward_source(config, self.task, store_dir)
+
+        self.files = RunFiles(self.run_dir)
+        self.checkpoints = CheckpointManager(self.files.checkpoints)
+        self.metrics: MetricsLogger | None = None
+        self._episode_return = 0.0
+        self._episode_learned = 0.0
+        self._last_fit: dict[str, float] = {}
+        self._last_losses: dict[str, float] = {}
+
+    # ================================================================== the loop
+    def run(self, *, stop_after: int | None = None) -> RunSummary:
+        """Train until ``config.steps`` (or, for tests, until ``stop_after`` steps)."""
+        config, counters = self.config, self.counters
+        self.metrics = MetricsLogger(self.run_dir, resume_step=counters.step if counters.step else None)
+        obs, _ = self.env.reset(seed=self._episode_seed())
+        started = time.perf_counter() - counters.wall_s
+        bar = tqdm(total=config.steps, initial=counters.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        try:
+            while counters.step < config.steps:
+                if stop_after is not None and counters.step >= stop_after:
+                    break
+                # ---------------------------------------------------------- act
+                if counters.step < config.seed_steps:
+                    action = self.rng.uniform(self.action_low, self.action_high).astype(np.float32)
+                else:
+                    action = self.agent.act(obs)
+                next_obs, env_reward, terminated, truncated, info = self.env.step(action)
+                sparse = float(info["success"]) if "success" in info else float(env_reward)
+                self._store_transition(obs, action, float(env_reward), next_obs, terminated, truncated, sparse)
+                obs = next_obs
+                counters.step += 1
+                bar.update(1)
+
+                # ---------------------------------------------------------- feedback round
+                if self._feedback_due():
+                    self._feedback_round()
+
+                # ---------------------------------------------------------- SAC update
+                if counters.step >= config.seed_steps and counters.step % config.update_every == 0:
+                    self._sac_update()
+
+                # ---------------------------------------------------------- episode end
+                # The last step ends the run's last episode too, so it is evaluated and saved.
+                if terminated or truncated or counters.step >= config.steps:
+                    self._end_episode(info, bar)
+                    if counters.step >= counters.next_eval or counters.step >= config.steps:
+                        self._evaluate()
+                    counters.wall_s = time.perf_counter() - started
+                    if counters.step - counters.last_checkpoint >= config.checkpoint_every or counters.step >= config.steps:
+                        self._save_checkpoint()
+                    obs, _ = self.env.reset(seed=self._episode_seed())
+        finally:
+            bar.close()
+            counters.wall_s = time.perf_counter() - started
+            self.metrics.close()
+        if counters.step < config.steps:
+            return self._summary(complete=False)
+        summary = self._summary(complete=True)
+        atomic_write_text(self.files.summary, json.dumps(summary.__dict__, indent=2))
+        self._export_reward_model()
+        return summary
+
+    # ================================================================== stages
+    def _store_transition(self, obs: np.ndarray, action: np.ndarray, env_reward: float, next_obs: np.ndarray,
+                          terminated: bool, truncated: bool, sparse: float) -> None:
+        """Add the step to the buffer; render only the frames that something will read."""
+        config = self.config
+        in_pool = self.pool is not None and self.pool.offer(self.rng)
+        needs_small = self.buffer.frames is not None or (self.frame_reward is not None and self.frame_reward.needs_frames)
+        frame = self.env.render() if (in_pool or needs_small) else None
+        small = None
+        if self.buffer.frames is not None:
+            small = resize_frame(frame, config.reward_model.frame_size)
+        slot = self.buffer.add(obs, action, env_reward, next_obs, terminated, truncated, small)
+        if in_pool:
+            self.pool.put(slot, frame)
+        learned = 0.0  # until the first fit; relabelling then covers this slot too
+        if self.ensemble is not None and self.ensemble.rounds > 0:
+            learned = float(self.ensemble.predict(self.buffer.reward_inputs(np.array([slot]), self.state_kind))[0])
+        elif self.frame_reward is not None:
+            learned = float(self.frame_reward(None if frame is None else frame[None], next_obs[None], np.array([sparse]))[0])
+        self.buffer.learned_reward[slot] = learned
+        self._episode_return += env_reward
+        self._episode_learned += learned
+
+    def _feedback_due(self) -> bool:
+        c, cfg = self.counters, self.config
+        return (self.labeler is not None and c.step >= c.next_feedback and c.queries < cfg.max_feedback
+                and len(self.pool) >= 2)
+
+    def _feedback_round(self) -> None:
+        """Sample pairs -> label (store first) -> fit the ensemble -> relabel the buffer."""
+        config, counters = self.config, self.counters
+        num = min(config.reward_batch, config.max_feedback - counters.queries)
+        pairs = self._sample_pairs(num)
+        counters.next_feedback = counters.step + config.num_interact
+        if len(pairs) == 0:
+            return
+        first_frames, second_frames = self._query_frames(pairs)
+        env_r = self.buffer.env_reward
+        frame_pairs = [FramePair(first_frames[i], second_frames[i], env_r[pairs.first[i]], env_r[pairs.second[i]])
+                       for i in range(len(pairs))]
+        try:
+            results = self.labeler.label(frame_pairs)
+        except BudgetExhausted as exc:
+            # Everything answered before the limit is in the store: use it, then ask no more.
+            logger.warning("%s; no more feedback rounds, training goes on with the labels so far", exc)
+            self.labeler.config = dataclasses.replace(self.labeler.config, offline=True)
+            results = self.labeler.label(frame_pairs)
+            counters.next_feedback = config.steps + 1
+        counters.queries += len(pairs)
+
+        # Abstains and failures carry no preference; a genuine "no difference" (or a
+        # position flip) is a 0.5 soft label.
+        keep = np.array([not r.failed and (r.answer.abstain_reason in (None, POSITION_FLIP)) for r in results], bool)
+        labels = np.array([int(r.label) for r in results], np.int64)[keep]
+        gt = np.array([UNKNOWN_LABEL if r.gt_label is None else int(r.gt_label) for r in results], np.int64)[keep]
+        kept = pairs.take(keep)
+        if len(kept):
+            self.preferences.add(self.buffer.reward_inputs(kept.first, self.state_kind),
+                                 self.buffer.reward_inputs(kept.second, self.state_kind),
+                                 labels, self.rng, gt_labels=gt)
+        counters.labels += int(keep.sum())
+        self.pool.clear()
+        if len(self.preferences) == 0:
+            return
+        report = self.ensemble.fit(self.preferences, self.rng)
+        self.buffer.relabel(self.ensemble.predict, self.state_kind, batch_size=config.reward_model.predict_batch_size)
+        if counters.rounds == 0 and config.reset_critic:
+            self.agent.reset_critic()
+        counters.rounds += 1
+        stats = self.labeler.stats
+        answered = [r for r in results if not r.failed]
+        with_gt = [r for r in answered if r.gt_label is not None and r.label is not Label.NONE]
+        self._last_fit = {
+            "feedback/queries": counters.queries,
+            "feedback/labels": counters.labels,
+            "feedback/abstains": sum(r.answer.abstain_reason not in (None, POSITION_FLIP) for r in answered),
+            "feedback/failed": len(results) - len(answered),
+            "feedback/from_store": sum(r.from_store for r in results),
+            "feedback/cost_usd": stats.cost_usd,
+            "feedback/round_label_accuracy": (np.mean([r.label == r.gt_label for r in with_gt]) if with_gt else float("nan")),
+            "reward/epochs": report.epochs,
+            "reward/loss": report.loss,
+            "reward/train_acc": report.train_acc,
+            "reward/heldout_acc": report.heldout_acc,
+            "reward/gt_acc": report.gt_acc,
+            "reward/label_gt_acc": report.label_gt_acc,
+            "reward/fit_seconds": report.seconds,
+        }
+        self.metrics.log(counters.step, self._last_fit)
+
+    def _sample_pairs(self, num: int) -> SegmentPairs:
+        """Pairs of pooled steps (segments ending at them), chosen by the sampling method."""
+        T = self.config.segment_length
+        _, slots = self.pool.valid()
+        buf = self.buffer
+        # A pooled step makes a candidate segment if its episode has T steps up to it.
+        ok = buf.step[slots] >= T - 1
+        candidates = [((s - T + 1 + np.arange(T)) % buf.capacity) for s in slots[ok]]
+        if len(candidates) < 2:
+            return SegmentPairs(np.zeros((0, T), np.int64), np.zeros((0, T), np.int64))
+        member_returns = None
+        if self.config.sampling != "uniform" and self.ensemble is not None:
+            def member_returns(pairs: SegmentPairs) -> tuple[np.ndarray, np.ndarray]:
+                first = self.ensemble.member_rewards(buf.reward_inputs(pairs.first, self.state_kind)).sum(-1)
+                second = self.ensemble.member_rewards(buf.reward_inputs(pairs.second, self.state_kind)).sum(-1)
+                return first, second
+        method = self.config.sampling if member_returns is not None else "uniform"
+        pairs = select_queries(method, candidates, num, T, self.rng, member_returns=member_returns, frames=buf.frames)
+        # Candidates are drawn with replacement; asking the same pair twice buys nothing.
+        ends = np.sort(np.stack([pairs.first[:, -1], pairs.second[:, -1]], axis=1), axis=1)
+        _, first_seen = np.unique(ends, axis=0, return_index=True)
+        return pairs.take(np.sort(first_seen))
+
+    def _query_frames(self, pairs: SegmentPairs) -> tuple[np.ndarray, np.ndarray]:
+        """The VLM-size frames of the last step of each side, from the query pool."""
+        positions, slots = self.pool.valid()
+        where = dict(zip(slots.tolist(), positions.tolist()))
+        first = self.pool.frames[[where[int(s)] for s in pairs.first[:, -1]]]
+        second = self.pool.frames[[where[int(s)] for s in pairs.second[:, -1]]]
+        return first, second
+
+    def _sac_update(self) -> None:
+        config, counters = self.config, self.counters
+        unsupervised = self.entropy is not None and counters.step < config.seed_steps + config.unsup_steps
+        slots = self.buffer.sample_slots(config.sac.batch_size, self.rng)
+        batch = self.buffer.batch(slots, reward="env" if config.reward == "env" else "learned")
+        if unsupervised:
+            batch = batch._replace(reward=self.entropy.reward(self.buffer, slots, self.rng))
+        self._last_losses = self.agent.update(batch)
+        counters.updates += 1
+
+    def _end_episode(self, info: dict[str, Any], bar: tqdm) -> None:
+        counters = self.counters
+        counters.episode += 1
+        row = {"train/episode_return": self._episode_return, "train/learned_return": self._episode_learned,
+               "train/episode": counters.episode}
+        if "success" in info:
+            row["train/success"] = float(info["success"])
+        row.update({f"sac/{k}": v for k, v in self._last_losses.items()})  # the episode's last update
+        self.metrics.log(counters.step, row)
+        postfix = {"return": f"{self._episode_return:.1f}", "labels": counters.labels}
+        if self._last_fit:
+            postfix["label_acc"] = f"{self._last_fit['reward/label_gt_acc']:.2f}"
+        bar.set_postfix(postfix, refresh=False)
+        self._episode_return = self._episode_learned = 0.0
+
+    def _evaluate(self) -> None:
+        config, counters = self.config, self.counters
+        video = self.files.eval_video(counters.step) if config.eval_video else None
+        result = evaluate_policy(self.eval_env, lambda o: self.agent.act(o, deterministic=True), config.eval_episodes,
+                                 seed=10**6 + 1000 * config.seed, video_path=video)
+        with self.files.evals.open("a") as handle:
+            handle.write(json.dumps({"step": counters.step, **result.to_dict()}) + "\n")
+        row = {"eval/return_mean": result.return_mean, "eval/return_std": float(np.std(result.returns))}
+        if result.success_rate is not None:
+            row["eval/success_rate"] = result.success_rate
+        self.metrics.log(counters.step, row)
+        while counters.next_eval <= counters.step:
+            counters.next_eval += config.eval_every if config.eval_every else config.steps
+        self._last_eval = result
+
+    def _episode_seed(self) -> int:
+        return int(self.rng.integers(0, 2**31 - 1))
+
+    # ================================================================== persistence
+    def _save_checkpoint(self) -> None:
+        self.counters.last_checkpoint = self.counters.step
+        arrays = dict(self.buffer.state_dict())
+        if self.pool is not None:
+            arrays.update(self.pool.state_dict())
+        torch_state = {
+            "agent": self.agent.state_dict(),
+            "ensemble": self.ensemble.state() if self.ensemble is not None else None,
+            "entropy": self.entropy.state_dict() if self.entropy is not None else None,
+            "torch_rng": torch.get_rng_state(),
+        }
+        meta = {
+            "counters": self.counters.__dict__,
+            "rng": self.rng.bit_generator.state,
+            "labeler_stats": self.labeler.stats.__dict__ if self.labeler is not None else None,
+            "last_fit": self._last_fit,
+            # A killed process may append evaluations after this checkpoint; resuming from it
+            # cuts eval.jsonl back to this many lines.
+            "eval_lines": self._eval_lines(),
+        }
+        self.checkpoints.save(self.counters.step, arrays=arrays, torch_state=torch_state, meta=meta,
+                              preferences=self.preferences)
+
+    def _eval_lines(self) -> int:
+        path = self.files.evals
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def load_checkpoint(self, name: str | None = None) -> None:
+        """Restore the state saved by the latest (or the named) checkpoint."""
+        loaded = self.checkpoints.load(name)
+        self.buffer.load_state_dict(loaded.arrays)
+        if self.pool is not None:
+            self.pool.load_state_dict(loaded.arrays)
+        self.agent.load_state_dict(loaded.torch_state["agent"])
+        if self.ensemble is not None:
+            self.ensemble = RewardEnsemble.from_state(loaded.torch_state["ensemble"])
+            self.preferences = loaded.preferences
+        if self.entropy is not None and loaded.torch_state.get("entropy") is not None:
+            self.entropy.load_state_dict(loaded.torch_state["entropy"])
+        torch.set_rng_state(loaded.torch_state["torch_rng"])
+        meta = loaded.meta
+        self.counters = Counters(**meta["counters"])
+        self.rng.bit_generator.state = meta["rng"]
+        if self.labeler is not None and meta.get("labeler_stats"):
+            for key, value in meta["labeler_stats"].items():
+                setattr(self.labeler.stats, key, value)
+        self._last_fit = meta.get("last_fit") or {}
+        eval_path = self.files.evals
+        if eval_path.exists():
+            lines = eval_path.read_text().splitlines()[: meta["eval_lines"]]
+            atomic_write_text(eval_path, "".join(line + "\n" for line in lines))
+
+    def _export_reward_model(self) -> None:
+        if self.ensemble is None or self.ensemble.rounds == 0:
+            return
+        self.ensemble.save(self.files.reward_model)
+        if self.export_dir is not None:
+            self.ensemble.save(self.export_dir / f"{self.run_dir.name}.pt")
+        if self.preferences is not None:
+            self.preferences.save(self.files.preferences)
+
+    def _summary(self, *, complete: bool) -> RunSummary:
+        last = getattr(self, "_last_eval", None)
+        return RunSummary(
+            run_dir=str(self.run_dir),
+            steps=self.counters.step,
+            episodes=self.counters.episode,
+            queries=self.counters.queries,
+            labels=self.counters.labels,
+            cost_usd=self.labeler.stats.cost_usd if self.labeler is not None else 0.0,
+            eval_return_mean=None if last is None else last.return_mean,
+            eval_success_rate=None if last is None else last.success_rate,
+            label_accuracy=self._last_fit.get("reward/label_gt_acc"),
+            wall_s=self.counters.wall_s,
+            extra={"complete": complete},
+        )
+
+    def close(self) -> None:
+        """Release envs, the labeler's connections and the store."""
+        if self.labeler is not None:
+            self.labeler.close()
+        if self.store is not None:
+            self.store.close()
+        if self.frame_reward is not None:
+            self.frame_reward.close()
+        self.env.close()
+        self.eval_env.close()
+
+
+def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, checkpoint: str | None = None,
+                 store_dir: str | Path = "queries", export_dir: str | Path | None = "reward_models", progress: bool = True,
+                 stop_after: int | None = None) -> RunSummary:
+    """Train one run in ``run_dir``, or continue it from its latest checkpoint.
+
+    Args:
+        config: The resolved config (``build_config``); on resume, the saved one is used.
+        run_dir: The run folder.
+        resume: Continue from the latest (or ``checkpoint``) checkpoint.
+        checkpoint: Name of a checkpoint folder to resume from instead of the latest.
+        store_dir: The query store.
+        export_dir: Where the final reward model is also exported (``None``: only the run folder).
+        progress: Show the tqdm bar.
+        stop_after: Stop (without finishing) after this many steps; for tests and demos.
+
+    Returns:
+        The run's summary (``extra["complete"]`` says whether it reached ``config.steps``).
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        saved = RunFiles(run_dir).config
+        if not saved.exists():
+            raise UserError(f"{run_dir} is not a run folder (no config.json); start it without --resume")
+        config = from_dict(TrainConfig, json.loads(saved.read_text()))
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir)
+    trainer = Trainer(config, run_dir, store_dir=store_dir, export_dir=export_dir, progress=progress)
+    try:
+        if resume and (trainer.checkpoints.latest() is not None or checkpoint is not None):
+            trainer.load_checkpoint(checkpoint)
+            logger.info("resumed %s at step %d", run_dir, trainer.counters.step)
+        elif resume:
+            logger.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
+            for stale in (trainer.files.metrics, trainer.files.evals):
+                stale.unlink(missing_ok=True)
+        return trainer.run(stop_after=stop_after)
+    finally:
+        trainer.close()

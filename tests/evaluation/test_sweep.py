@@ -1,0 +1,312 @@
+"""Sweeps: grid expansion, the local process pool, resuming, stopping, and Ray (if installed).
+
+The runs are a small fake training script written to tmp_path that behaves like
+``rlvlmf train`` on its run folder (config.json, eval.jsonl, summary.json when finished,
+``--resume`` continues, refuses an existing folder without it) and notes each invocation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rlvlmf.cli import main
+from rlvlmf.errors import ConfigError, MissingDependencyError
+from rlvlmf.evaluation.sweep import (
+    PYTHON,
+    RunSpec,
+    RunState,
+    Variant,
+    expand_grid,
+    method_label,
+    parse_names,
+    parse_seeds,
+    read_manifest,
+    run_state,
+    run_sweep,
+    train_command,
+)
+
+FAKE_TRAIN = textwrap.dedent(
+    """
+    import argparse, json, os, sys, time
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser()
+    for flag in ("--preset", "--out", "--name", "--reward", "--backend", "--store", "--resume"):
+        parser.add_argument(flag)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--set", action="append", default=[])
+    args = parser.parse_args()
+    if args.resume:
+        run = Path(args.resume)
+        if (run / "summary.json").exists():
+            sys.exit(0)
+        config = json.loads((run / "config.json").read_text())
+        kind = "resume"
+    else:
+        run = Path(args.out) / args.name
+        if run.exists():
+            sys.exit("refusing: run folder exists, use --resume")
+        run.mkdir(parents=True)
+        config = {"preset": args.preset, "seed": args.seed, "reward": args.reward, "backend": args.backend,
+                  "steps": args.steps, "store": args.store, "overrides": args.set}
+        (run / "config.json").write_text(json.dumps(config))
+        kind = "fresh"
+    with open(run / "invocations.txt", "a") as handle:
+        handle.write(kind + "\\n")
+    if config["preset"] == "broken":
+        sys.exit(3)
+    evals = run / "eval.jsonl"
+    done = [json.loads(line)["step"] for line in evals.read_text().splitlines()] if evals.exists() else []
+    for step in range(100, config["steps"] + 1, 100):
+        if step in done:
+            continue
+        time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0.05")))
+        returns = [config["seed"] * 10 + step / 100 + i for i in range(3)]
+        with open(evals, "a") as handle:
+            handle.write(json.dumps({"step": step, "returns": returns, "successes": None, "lengths": [5] * 3}) + "\\n")
+    (run / "summary.json").write_text(json.dumps({"steps": config["steps"], "labels": 0, "cost_usd": 0.0}))
+    """
+)
+
+
+@pytest.fixture
+def fake_train(tmp_path: Path):
+    """A ``command_for`` that runs the fake script with the real command's arguments."""
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+
+    def command_for(spec: RunSpec, state: RunState) -> list[str]:
+        real = train_command(spec, state)
+        assert real[:4] == [PYTHON, "-m", "rlvlmf", "train"]
+        return [PYTHON, str(script), *real[4:]]
+
+    return command_for
+
+
+def invocations(run_dir: Path) -> list[str]:
+    return (run_dir / "invocations.txt").read_text().split()
+
+
+def test_parse_seeds_and_names() -> None:
+    assert parse_seeds("0-4") == (0, 1, 2, 3, 4)
+    assert parse_seeds("3, 0-1,3") == (3, 0, 1)
+    for bad in ("", "a", "2-1", "-1"):
+        with pytest.raises(ConfigError):
+            parse_seeds(bad)
+    assert parse_names(" a, b ,") == ("a", "b")
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_names(" , ")
+
+
+def test_expand_grid_orders_seeds_outermost_and_builds_train_args(tmp_path: Path) -> None:
+    variant = Variant.from_args("preference", "scripted", ["labeler.eps_mistake=0.1"])
+    assert variant.name == method_label("preference", "scripted") == "preference:scripted"
+    assert method_label("env", "scripted") == "env"  # the backend is irrelevant without preferences
+    specs = expand_grid(["dmc/cartpole", "walker"], [0, 1], [variant], out=tmp_path, steps=50, store=tmp_path / "q")
+    assert [(s.seed, s.preset) for s in specs] == [(0, "dmc/cartpole"), (0, "walker"), (1, "dmc/cartpole"), (1, "walker")]
+    assert "/" not in specs[0].name and specs[0].run_dir.parent == tmp_path.resolve()
+    args = specs[0].train_args()
+    for flag, value in [("--preset", "dmc/cartpole"), ("--seed", "0"), ("--steps", "50"), ("--reward", "preference"),
+                        ("--backend", "scripted"), ("--set", "labeler.eps_mistake=0.1"), ("--name", specs[0].name),
+                        ("--store", str((tmp_path / "q").resolve()))]:
+        assert args[args.index(flag) + 1] == value
+    resume = train_command(specs[0], RunState.PARTIAL)
+    assert resume[resume.index("--resume") + 1] == str(specs[0].run_dir) and "--preset" not in resume
+    with pytest.raises(ConfigError, match="clash"):
+        expand_grid(["a"], [0], [Variant("m x"), Variant("m/x")], out=tmp_path)
+    with pytest.raises(ConfigError, match="key=value"):
+        Variant("m", overrides=("nokey",))
+
+
+def test_local_sweep_runs_the_grid(tmp_path: Path, fake_train) -> None:
+    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=tmp_path / "runs")
+    seen: list[str] = []
+    result = run_sweep(specs, workers=2, command_for=fake_train, on_done=lambda o: seen.append(o.spec.name))
+    assert not result.failed and sorted(seen) == sorted(s.name for s in specs)
+    for spec in specs:
+        assert run_state(spec.run_dir) is RunState.FINISHED
+        assert invocations(spec.run_dir) == ["fresh"]
+        assert len((spec.run_dir / "eval.jsonl").read_text().splitlines()) == 3
+        assert (tmp_path / "runs" / "logs" / f"{spec.name}.log").exists()
+    manifest = read_manifest(tmp_path / "runs")
+    assert {manifest[s.name]["seed"] for s in specs} == {0, 1} and manifest[specs[0].name]["method"] == "env"
+
+
+def test_sweep_resumes_without_redoing_finished_runs(tmp_path: Path, fake_train) -> None:
+    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=tmp_path)
+    finished, partial = specs[0], specs[1]
+    run_sweep([finished], command_for=fake_train)
+    # A half-finished run: folder, config and one evaluation, no summary.
+    partial.run_dir.mkdir(parents=True)
+    (partial.run_dir / "config.json").write_text(json.dumps({"preset": "b", "seed": 0, "steps": 300}))
+    (partial.run_dir / "eval.jsonl").write_text(json.dumps({"step": 100, "returns": [1.0], "successes": None}) + "\n")
+    assert [run_state(s.run_dir) for s in specs] == [RunState.FINISHED, RunState.PARTIAL, RunState.NEW, RunState.NEW]
+
+    result = run_sweep(specs, workers=2, command_for=fake_train)
+
+    assert not result.failed
+    assert [o.state for o in result.outcomes] == [RunState.FINISHED, RunState.PARTIAL, RunState.NEW, RunState.NEW]
+    assert result.outcomes[0].returncode is None and len(result.skipped) == 1
+    assert invocations(finished.run_dir) == ["fresh"]
+    assert invocations(partial.run_dir) == ["resume"]
+    steps = [json.loads(line)["step"] for line in (partial.run_dir / "eval.jsonl").read_text().splitlines()]
+    assert steps == [100, 200, 300]  # continued, not restarted
+    assert all(invocations(s.run_dir) == ["fresh"] for s in specs[2:])
+
+
+def test_reusing_a_name_with_other_settings_is_refused(tmp_path: Path, fake_train) -> None:
+    first = expand_grid(["a"], [0], [Variant.from_args("env", overrides=["x=1"])], out=tmp_path, steps=300)
+    run_sweep(first, command_for=fake_train)
+    for other in (Variant.from_args("env", overrides=["x=2"]), Variant.from_args("env", overrides=["x=1"])):
+        steps = 300 if other.overrides != ("x=1",) else 200
+        clash = expand_grid(["a"], [0], [other], out=tmp_path, steps=steps)
+        assert clash[0].name == first[0].name
+        with pytest.raises(ConfigError, match="other settings"):
+            run_sweep(clash, command_for=fake_train)
+    named = expand_grid(["a"], [0], [Variant.from_args("env", overrides=["x=2"], name="env-x2")], out=tmp_path)
+    assert not run_sweep(named, command_for=fake_train).failed  # a distinct name is fine
+    assert invocations(first[0].run_dir) == ["fresh"]
+
+
+def test_failed_run_is_reported_and_the_rest_complete(tmp_path: Path, fake_train) -> None:
+    specs = expand_grid(["broken", "a"], [0], [Variant("env", reward="env")], out=tmp_path)
+    result = run_sweep(specs, workers=1, command_for=fake_train)
+    assert [o.spec.preset for o in result.failed] == ["broken"] and result.failed[0].returncode == 3
+    assert run_state(specs[1].run_dir) is RunState.FINISHED
+
+
+def test_run_that_cannot_start_fails_alone(tmp_path: Path, fake_train) -> None:
+    specs = expand_grid(["a", "b"], [0], [Variant("env", reward="env")], out=tmp_path)
+
+    def command_for(spec: RunSpec, state: RunState) -> list[str]:
+        return [str(tmp_path / "no-such-program")] if spec.preset == "a" else fake_train(spec, state)
+
+    result = run_sweep(specs, command_for=command_for)
+    assert [(o.spec.preset, o.returncode) for o in result.failed] == [("a", 127)]
+    assert "could not start" in (tmp_path / "logs" / f"{specs[0].name}.log").read_text()
+    assert run_state(specs[1].run_dir) is RunState.FINISHED
+
+
+DRIVER = textwrap.dedent(
+    """
+    import signal
+    from rlvlmf.evaluation.sweep import PYTHON, Variant, expand_grid, run_sweep, train_command
+
+    def stop(signum, frame):
+        raise SystemExit(143)
+
+    def command_for(spec, state):
+        return [PYTHON, {script!r}, *train_command(spec, state)[4:]]
+
+    signal.signal(signal.SIGTERM, stop)
+    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out={out!r})
+    run_sweep(specs, workers=1, command_for=command_for)
+    """
+)
+
+
+def test_sweep_stopped_midway_resumes(tmp_path: Path) -> None:
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    out = tmp_path / "runs"
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(out=str(out), script=str(script)))
+    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=out)
+    env = {**os.environ, "FAKE_TRAIN_SLEEP": "0.3"}
+    process = subprocess.Popen([sys.executable, str(driver)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (specs[0].run_dir / "summary.json").exists():
+            assert time.monotonic() < deadline and process.poll() is None, "first run never finished"
+            time.sleep(0.05)
+        time.sleep(0.4)  # the second run is under way
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 143
+    finally:
+        if process.poll() is None:
+            process.kill()
+    states = [run_state(s.run_dir) for s in specs]
+    assert states[0] is RunState.FINISHED and RunState.NEW in states  # stopped before the end
+
+    result = run_sweep(specs, workers=2, command_for=lambda spec, state: [PYTHON, str(script), *train_command(spec, state)[4:]])
+
+    assert not result.failed and all(run_state(s.run_dir) is RunState.FINISHED for s in specs)
+    assert invocations(specs[0].run_dir) == ["fresh"]  # not redone
+    for spec, before in zip(specs[1:], states[1:]):
+        expected = {RunState.PARTIAL: ["fresh", "resume"], RunState.NEW: ["fresh"]}[before]
+        assert invocations(spec.run_dir) == expected
+
+
+def test_ray_missing_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_train) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail even where it is installed
+    specs = expand_grid(["a"], [0], [Variant("env", reward="env")], out=tmp_path)
+    with pytest.raises(MissingDependencyError, match=r"rlvlmf\[ray\]"):
+        run_sweep(specs, ray_address="local", command_for=fake_train)
+
+
+def test_ray_sweep_completes(tmp_path: Path, fake_train) -> None:
+    ray = pytest.importorskip("ray")
+    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=tmp_path)
+    try:  # "local" makes run_sweep start a fresh single-machine Ray instance
+        result = run_sweep(specs, workers=2, ray_address="local", command_for=fake_train)
+    finally:
+        ray.shutdown()
+    assert not result.failed
+    assert all(invocations(s.run_dir) == ["fresh"] for s in specs)
+
+
+def test_cli_dry_run_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "runs"
+    assert main(["sweep", "--presets", "a,b", "--seeds", "0-1", "--reward", "env", "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all(line.startswith("new") and " train --preset " in line for line in lines)
+    assert not out.exists()  # a dry run starts nothing
+    assert main(["sweep", "--presets", "a", "--seeds", "x", "--out", str(out)]) == 2
+    assert "seeds" in capsys.readouterr().err
+
+
+TINY_RUN = [  # 200 steps of pendulum: small nets, two short evaluations, no video
+    "seed_steps=50", "unsup_steps=50", "num_interact=100", "reward_batch=8", "max_feedback=16",
+    "eval_every=100", "eval_episodes=2", "eval_video=false", "checkpoint_every=100",
+    "sac.hidden_sizes=32,32", "sac.batch_size=32",
+]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("rlvlmf.cli.train") is None or importlib.util.find_spec("rlvlmf.training.loop") is None,
+    reason="rlvlmf train is not written yet",
+)
+def test_real_tiny_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, report = tmp_path / "runs", tmp_path / "report"
+    common = ["--steps", "200", "--out", str(out), "--store", str(tmp_path / "queries"), "--workers", "2"]
+    for item in TINY_RUN:
+        common += ["--set", item]
+    assert main(["sweep", "--presets", "pendulum", "--seeds", "0-1", "--reward", "env", *common]) == 0
+    assert main(["sweep", "--presets", "pendulum", "--seeds", "0", "--reward", "preference", "--backend", "scripted",
+                 "--set", "reward_model.input=state", *common]) == 0
+    specs = [*expand_grid(["pendulum"], [0, 1], [Variant.from_args("env")], out=out),
+             *expand_grid(["pendulum"], [0], [Variant.from_args("preference", "scripted")], out=out)]
+    assert all(run_state(s.run_dir) is RunState.FINISHED for s in specs)
+    # The same sweep again finds every run finished and starts nothing.
+    capsys.readouterr()
+    assert main(["sweep", "--presets", "pendulum", "--seeds", "0-1", "--reward", "env", *common]) == 0
+    assert capsys.readouterr().out.count("already finished, skipped") == 2
+
+    assert main(["report", str(out), "--out", str(report), "--reps", "200"]) == 0
+    data = json.loads((report / "report.json").read_text())
+    methods = {g["method"]: g for g in data["groups"]}
+    assert set(methods) == {"env", "preference:scripted"}
+    assert methods["env"]["finished"] == 2 and methods["preference:scripted"]["labels_per_run"] > 0
