@@ -14,15 +14,119 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlvlmf.agents.sac import SACConfig
-from rlvlmf.envs.presets import get_preset
+from rlvlmf.config import from_dict
+from rlvlmf.envs.custom import custom_preset
+from rlvlmf.envs.presets import Preset, get_preset
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.labeler import LabelerConfig
 from rlvlmf.reward.config import RewardModelConfig
 from rlvlmf.reward.sampling import SAMPLING_METHODS, SamplingMethod
 from rlvlmf.reward.vlm_rewards import ClipRewardConfig
 
-RewardMode = str
-"""``"preference"`` (RL-VLM-F / PEBBLE), ``"env"`` (ground truth), ``"clip"`` or ``"code:<file>"``."""
+
+# ---------------------------------------------------------------- reward modes
+# Where the reward SAC trains on comes from: a tagged config (rlvlmf.config saves it with its
+# ``kind``), so code branches on the type instead of parsing text. ``flag`` is the mode as the
+# ``--reward`` flag writes it.
+
+
+@dataclass(frozen=True)
+class PreferenceMode:
+    """RL-VLM-F / PEBBLE: a reward model learned from preference labels."""
+
+    kind: Literal["preference"] = field(default="preference", init=False)
+
+    @property
+    def flag(self) -> str:
+        return "preference"
+
+
+@dataclass(frozen=True)
+class EnvMode:
+    """The env's own reward: the ground-truth baseline."""
+
+    kind: Literal["env"] = field(default="env", init=False)
+
+    @property
+    def flag(self) -> str:
+        return "env"
+
+
+@dataclass(frozen=True)
+class ClipMode:
+    """CLIP/SigLIP score of each frame (settings in ``TrainConfig.clip``)."""
+
+    model: str
+    """Hugging Face id or local path of the CLIP-family model."""
+    kind: Literal["clip"] = field(default="clip", init=False)
+
+    def __post_init__(self) -> None:
+        if not self.model.strip():
+            raise ConfigError("reward clip needs a model: --reward clip --backend clip:<model id or path>")
+
+    @property
+    def flag(self) -> str:
+        return "clip"
+
+
+@dataclass(frozen=True)
+class CodeMode:
+    """VLM-CaR: verified generated reward functions plus the env's success flag."""
+
+    file: str
+    """A ``.py`` program, a JSON result of ``rlvlmf codegen --out``, or a codegen session id."""
+    kind: Literal["code"] = field(default="code", init=False)
+
+    def __post_init__(self) -> None:
+        if not self.file.strip():
+            raise ConfigError("reward code needs its program: --reward code:FILE")
+
+    @property
+    def flag(self) -> str:
+        return f"code:{self.file}"
+
+
+RewardMode = PreferenceMode | EnvMode | ClipMode | CodeMode
+REWARD_FLAGS = "preference, env, clip or code:FILE"
+
+
+def parse_reward(text: str, backend: str) -> RewardMode:
+    """The ``--reward`` flag as a typed mode (also how configs saved as text are read).
+
+    ``clip`` takes its model from ``backend`` (``--backend clip:MODEL``), as the flag always has.
+
+    Raises:
+        ConfigError: Not one of preference, env, clip or code:FILE, or clip without a clip backend.
+    """
+    if text.strip() == "clip":
+        from rlvlmf.feedback.registry import parse_spec
+
+        spec = parse_spec(backend)
+        if spec.family != "clip" or not spec.model:
+            raise ConfigError(f"--reward clip needs --backend clip:<model id or path>, got {backend!r}")
+        return ClipMode(spec.model)
+    try:
+        return from_dict(_RewardHolder, {"reward": text}).reward
+    except ConfigError as exc:
+        raise ConfigError(f"reward must be {REWARD_FLAGS}, got {text!r} ({exc})") from None
+
+
+def read_reward(saved: object, backend: str) -> RewardMode:
+    """A reward mode as ``config.json`` holds it: a tagged dict, or in older runs the flag's text.
+
+    Raises:
+        ConfigError: Neither a valid mode nor valid ``--reward`` text.
+    """
+    if isinstance(saved, str):
+        return parse_reward(saved, backend)
+    return from_dict(_RewardHolder, {"reward": saved}).reward
+
+
+@dataclass(frozen=True)
+class _RewardHolder:
+    """Lets ``rlvlmf.config`` read a mode from text (it parses fields by their type)."""
+
+    reward: RewardMode
 
 
 @dataclass(frozen=True)
@@ -30,13 +134,22 @@ class TrainConfig:
     """Everything that determines a training run."""
 
     preset: str = "cartpole-swingup"
-    """Env preset (``rlvlmf envs`` lists them)."""
-    reward: RewardMode = "preference"
-    """``preference``: learn a reward from preference labels; ``env``: the env's own reward
-    (the ground-truth baseline); ``clip``: CLIP/SigLIP score of each frame; ``code:<file>``:
-    verified generated reward functions plus the env's sparse reward."""
+    """Env preset (``rlvlmf envs`` lists them): env, camera, frame sizes, goal and schedule.
+    Empty when the run names its env with ``env`` and ``goal`` instead."""
+    env: str = ""
+    """Without a preset: the env's family spec, e.g. ``dmc:hopper-hop``, ``gym:Pendulum-v1``,
+    ``gym:<module>:<EnvId-v0>`` (a user's env that ``module`` registers), ``metaworld:<task>``."""
+    goal: str = ""
+    """With ``env``: the goal sentence the VLM is given (``"to open the drawer"``)."""
+    camera: str = ""
+    """With ``env``: camera name or id; empty for the family's default view."""
+    reward: RewardMode = field(default_factory=PreferenceMode)
+    """``PreferenceMode``: learn a reward from preference labels; ``EnvMode``: the env's own
+    reward (the ground-truth baseline); ``ClipMode``: CLIP/SigLIP score of each frame;
+    ``CodeMode``: verified generated reward functions plus the env's success flag (0 where it
+    has none). ``parse_reward`` reads the ``--reward`` flag; ``--set reward=env`` also works."""
     backend: str = "scripted"
-    """Who labels the queries (``rlvlmf backends``), or the CLIP model for ``reward=clip``."""
+    """Who labels the queries (``rlvlmf backends``); ``--reward clip`` reads its model from it."""
     backend_options: tuple[str, ...] = ()
     """``key=value`` options passed to the backend (``eps_mistake=0.1``, ``mode=one-stage``)."""
     seed: int = 0
@@ -82,9 +195,16 @@ class TrainConfig:
     clip: ClipRewardConfig = field(default_factory=ClipRewardConfig)
 
     def __post_init__(self) -> None:
-        get_preset(self.preset)  # raises UnknownNameError listing the presets
-        if self.reward not in ("preference", "env", "clip") and not self.reward.startswith("code:"):
-            raise ConfigError(f"reward must be preference, env, clip or code:<file>, got {self.reward!r}")
+        if self.preset:
+            if self.env or self.goal or self.camera:
+                raise ConfigError("give either a preset or an env spec with its goal (and camera), not both")
+            get_preset(self.preset)  # raises UnknownNameError listing the presets
+        elif not self.env:
+            raise ConfigError("a run needs an env: --preset NAME, or --env SPEC --goal TEXT")
+        else:
+            custom_preset(self.env, self.goal, self.camera)  # one-line errors: empty goal, bad spec
+        if not isinstance(self.reward, (PreferenceMode, EnvMode, ClipMode, CodeMode)):
+            raise ConfigError(f"reward must be a reward mode (parse_reward reads {REWARD_FLAGS}), got {self.reward!r}")
         for name in ("steps", "num_interact", "reward_batch", "eval_episodes", "query_pool_size", "segment_length", "update_every", "threads", "knn_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -97,9 +217,19 @@ class TrainConfig:
             raise ConfigError("query_pool_size must be >= 2")
 
     @property
+    def env_preset(self) -> Preset:
+        """The run's env set-up: the named preset, or one built from ``env``, ``goal`` and ``camera``."""
+        return get_preset(self.preset) if self.preset else custom_preset(self.env, self.goal, self.camera)
+
+    @property
+    def task_name(self) -> str:
+        """Short name of the run's task: the preset, else the env's id (for run names and reports)."""
+        return self.preset or self.env_preset.name
+
+    @property
     def learns_reward(self) -> bool:
         """Whether this run asks for preferences and fits a reward model."""
-        return self.reward == "preference"
+        return isinstance(self.reward, PreferenceMode)
 
 
 # Per-preset schedules. MetaWorld and CartPole: the RL-VLM-F paper's; the other DMC tasks:
@@ -126,14 +256,27 @@ SCHEDULES: dict[str, dict] = {
 }
 
 
-def default_config(preset: str, **overrides: object) -> TrainConfig:
+# An env without a preset gets the schedule of its family's closest preset: PEBBLE's DMC
+# schedule for dm_control and Gymnasium (continuous control), the paper's for MetaWorld.
+FAMILY_SCHEDULES: dict[str, str] = {"dmc": "walker-walk", "gym": "walker-walk", "metaworld": "drawer-open"}
+
+
+def default_config(preset: str = "", **overrides: object) -> TrainConfig:
     """The preset's schedule as a ``TrainConfig``; keyword ``overrides`` replace top-level fields.
 
-    The reward model's frame size follows the preset's ``reward_frame_size``.
+    With no preset, ``overrides`` name the env (``env``, ``goal``, optional ``camera``) and the
+    schedule is that of the family's closest preset (``FAMILY_SCHEDULES``). The reward model's
+    frame size follows the preset's ``reward_frame_size``.
     """
-    schedule = dict(SCHEDULES.get(preset, {}))
-    reward_frame_size = get_preset(preset).reward_frame_size
+    env_fields = {key: str(overrides.pop(key)) for key in ("env", "goal", "camera") if key in overrides}
+    if preset:
+        run_preset, schedule_name = get_preset(preset), preset
+    else:
+        run_preset = TrainConfig(preset="", **env_fields).env_preset  # validates env and goal
+        schedule_name = FAMILY_SCHEDULES[run_preset.family]
+    schedule = dict(SCHEDULES.get(schedule_name, {}))
+    reward_frame_size = run_preset.reward_frame_size
     sac = dataclasses.replace(SACConfig(), **schedule.pop("sac", {}))
     reward_model = dataclasses.replace(RewardModelConfig(frame_size=reward_frame_size), **schedule.pop("reward_model", {}))
-    base = TrainConfig(preset=preset, sac=sac, reward_model=reward_model, **schedule)
+    base = TrainConfig(preset=preset, **env_fields, sac=sac, reward_model=reward_model, **schedule)
     return dataclasses.replace(base, **overrides) if overrides else base

@@ -9,20 +9,25 @@ One run, in the paper's order:
    replay buffer (and, after the first round, reset the critic).
 4. SAC trains on the learned reward throughout.
 
-``reward="env"`` skips 2-3 and trains on the env's reward; ``"clip"`` scores every frame with
-a CLIP-family model; ``"code:<file>"`` runs verified generated reward functions in a sandbox.
+``EnvMode`` (``--reward env``) skips 2-3 and trains on the env's reward; ``ClipMode`` scores
+every frame with a CLIP-family model; ``CodeMode`` runs verified generated reward functions in a
+sandbox.
 
-Checkpoints are taken at episode ends (so no env state needs saving) and hold everything a
-bit-for-bit continuation needs: agent, optimizers, buffer, preference data, ensemble, query
-pool, RNG states and counters. Every VLM answer is in the query store before it is used, so
-a resumed run reads paid answers back instead of asking again.
+Checkpoints are taken at episode ends and hold everything a bit-for-bit continuation needs:
+agent, optimizers, buffer, preference data, ensemble, query pool, RNG states and counters.
+A checkpoint taken mid-episode (SIGINT/SIGTERM, or the wall-clock timer) also keeps the
+episode's reset seed; resuming resets the env with it and replays the episode's actions from
+the buffer, so no env state needs saving there either. Every VLM answer is in the query
+store before it is used, so a resumed run reads paid answers back instead of asking again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +36,15 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rlvlmf.agents.sac import SAC
 from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.checkpoint import CheckpointManager
-from rlvlmf.config import from_dict, parse_options
+from rlvlmf.config import parse_options
 from rlvlmf.envs import make_env
 from rlvlmf.envs.frames import resize_frame
-from rlvlmf.errors import BudgetExhausted, UserError
+from rlvlmf.errors import BudgetExhausted
 from rlvlmf.training.evaluate import evaluate_policy
 from rlvlmf.feedback.base import FramePair, Label
 from rlvlmf.feedback.labeler import POSITION_FLIP, Labeler
@@ -52,12 +58,19 @@ from rlvlmf.reward.preferences import UNKNOWN_LABEL, PreferenceDataset
 from rlvlmf.reward.sampling import SegmentPairs, select_queries
 from rlvlmf.training.knn_entropy import KNNStateEntropy
 from rlvlmf.training.reward_sources import FrameRewardSource, make_frame_reward_source
-from rlvlmf.training.builder import reward_state_dim, save_config
-from rlvlmf.training.config import TrainConfig
+from rlvlmf.training.builder import load_config, reward_state_dim, save_config
+from rlvlmf.training.config import EnvMode, TrainConfig
+from rlvlmf.training.eta import PhaseTimes, evals_left, format_duration, rounds_left
 from rlvlmf.training.run_files import RunFiles
+from rlvlmf.training.stop import StopRequest
 from rlvlmf.utils.atomic import atomic_write_text
+from rlvlmf.utils.lock import ProcessLock
 
 logger = logging.getLogger(__name__)
+
+# tqdm's own ETA extrapolates the recent step rate, which feedback rounds and evaluations
+# make wrong; the postfix carries ours (see rlvlmf.training.eta).
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
 
 
 @dataclass
@@ -104,8 +117,8 @@ class Trainer:
         self.progress = progress
         torch.set_num_threads(config.threads)
 
-        self.env = make_env(config.preset)
-        self.eval_env = make_env(config.preset)
+        self.env = make_env(config.env_preset)
+        self.eval_env = make_env(config.env_preset)
         self.task = self.env.get_wrapper_attr("task")
         self.preset = self.env.get_wrapper_attr("preset")
         obs_dim = int(np.prod(self.env.observation_space.shape))
@@ -143,7 +156,7 @@ class Trainer:
                                    rng=np.random.default_rng(config.seed + 1))
             if config.unsup_steps > 0:
                 self.entropy = KNNStateEntropy(k=config.knn_k)
-        elif config.reward != "env":
+        elif not isinstance(config.reward, EnvMode):
             self.frame_reward = make_frame_reward_source(config, self.task, store_dir)
 
         self.files = RunFiles(self.run_dir)
@@ -153,26 +166,46 @@ class Trainer:
         self._episode_learned = 0.0
         self._last_fit: dict[str, float] = {}
         self._last_losses: dict[str, float] = {}
+        self.stop = StopRequest()
+        """SIGINT/SIGTERM during ``run()`` ask it to checkpoint after the current step and return."""
+        self.times = PhaseTimes()
+        self._episode_seed_value: int | None = None
+        self._open_episode: dict[str, Any] | None = None  # set by a mid-episode checkpoint's load
+        self._last_checkpoint_time = time.monotonic()
 
     # ================================================================== the loop
     def run(self, *, stop_after: int | None = None) -> RunSummary:
         """Train until ``config.steps`` (or, for tests, until ``stop_after`` steps)."""
         config, counters = self.config, self.counters
         self.metrics = MetricsLogger(self.run_dir, resume_step=counters.step if counters.step else None)
-        obs, _ = self.env.reset(seed=self._episode_seed())
+        obs = self._start_episode()
         started = time.perf_counter() - counters.wall_s
-        bar = tqdm(total=config.steps, initial=counters.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        self._last_checkpoint_time = time.monotonic()
+        # disable=None: a bar only on a terminal; logs and sweeps get the log lines alone.
+        bar = tqdm(total=config.steps, initial=counters.step, disable=None if self.progress else True, unit="step",
+                   dynamic_ncols=True, bar_format=BAR_FORMAT)
+        scope = contextlib.ExitStack()
+        scope.enter_context(self.stop)
+        if not bar.disable:
+            scope.enter_context(logging_redirect_tqdm())  # log lines print above a live bar, not through it
         try:
             while counters.step < config.steps:
                 if stop_after is not None and counters.step >= stop_after:
                     break
+                if self.stop.requested:
+                    # The step before has finished; keep everything up to it.
+                    counters.wall_s = time.perf_counter() - started
+                    self._save_checkpoint(open_episode=True)
+                    break
+                step_started, slow_before = time.perf_counter(), self.times.slow_s
                 # ---------------------------------------------------------- act
                 if counters.step < config.seed_steps:
                     action = self.rng.uniform(self.action_low, self.action_high).astype(np.float32)
                 else:
                     action = self.agent.act(obs)
                 next_obs, env_reward, terminated, truncated, info = self.env.step(action)
-                sparse = float(info["success"]) if "success" in info else float(env_reward)
+                # Code as Reward may add a success signal only: never the env's own (dense) reward.
+                sparse = float(info["success"]) if "success" in info else 0.0
                 self._store_transition(obs, action, float(env_reward), next_obs, terminated, truncated, sparse)
                 obs = next_obs
                 counters.step += 1
@@ -180,7 +213,9 @@ class Trainer:
 
                 # ---------------------------------------------------------- feedback round
                 if self._feedback_due():
+                    round_started = time.perf_counter()
                     self._feedback_round()
+                    self.times.add_round(time.perf_counter() - round_started)
 
                 # ---------------------------------------------------------- SAC update
                 if counters.step >= config.seed_steps and counters.step % config.update_every == 0:
@@ -193,10 +228,16 @@ class Trainer:
                     if counters.step >= counters.next_eval or counters.step >= config.steps:
                         self._evaluate()
                     counters.wall_s = time.perf_counter() - started
-                    if counters.step - counters.last_checkpoint >= config.checkpoint_every or counters.step >= config.steps:
+                    if (counters.step - counters.last_checkpoint >= config.checkpoint_every
+                            or counters.step >= config.steps or self._checkpoint_timer_due()):
                         self._save_checkpoint()
-                    obs, _ = self.env.reset(seed=self._episode_seed())
+                    obs = self._start_episode()
+                elif self._checkpoint_timer_due():
+                    counters.wall_s = time.perf_counter() - started
+                    self._save_checkpoint(open_episode=True)
+                self.times.add_step(time.perf_counter() - step_started - (self.times.slow_s - slow_before))
         finally:
+            scope.close()
             bar.close()
             counters.wall_s = time.perf_counter() - started
             self.metrics.close()
@@ -238,6 +279,7 @@ class Trainer:
     def _feedback_round(self) -> None:
         """Sample pairs -> label (store first) -> fit the ensemble -> relabel the buffer."""
         config, counters = self.config, self.counters
+        started = time.perf_counter()
         num = min(config.reward_batch, config.max_feedback - counters.queries)
         pairs = self._sample_pairs(num)
         counters.next_feedback = counters.step + config.num_interact
@@ -282,6 +324,8 @@ class Trainer:
         self._last_fit = {
             "feedback/queries": counters.queries,
             "feedback/labels": counters.labels,
+            "feedback/round_queries": len(results),
+            "feedback/round_labels": int(keep.sum()),
             "feedback/abstains": sum(r.answer.abstain_reason not in (None, POSITION_FLIP) for r in answered),
             "feedback/failed": len(results) - len(answered),
             "feedback/from_store": sum(r.from_store for r in results),
@@ -294,8 +338,23 @@ class Trainer:
             "reward/gt_acc": report.gt_acc,
             "reward/label_gt_acc": report.label_gt_acc,
             "reward/fit_seconds": report.seconds,
+            "feedback/round_seconds": time.perf_counter() - started,
         }
         self.metrics.log(counters.step, self._last_fit)
+        self._log_round()
+
+    def _log_round(self) -> None:
+        """One line per feedback round, for logs without a progress bar (and sweeps)."""
+        fit = self._last_fit
+        accuracy = fit["feedback/round_label_accuracy"]
+        logger.info(
+            "feedback round %d at step %d: %d queries, %d labels (%d so far), %d abstains, %d failed, "
+            "label accuracy %s; reward fit loss %.3f, accuracy %.2f; %.1f s; $%.2f spent; eta %s",
+            self.counters.rounds, self.counters.step, fit["feedback/round_queries"], fit["feedback/round_labels"],
+            self.counters.labels, fit["feedback/abstains"], fit["feedback/failed"],
+            "n/a" if np.isnan(accuracy) else f"{accuracy:.2f}", fit["reward/loss"], fit["reward/train_acc"],
+            fit["feedback/round_seconds"], fit["feedback/cost_usd"], format_duration(self._eta()),
+        )
 
     def _sample_pairs(self, num: int) -> SegmentPairs:
         """Pairs of pooled steps (segments ending at them), chosen by the sampling method."""
@@ -332,7 +391,7 @@ class Trainer:
         config, counters = self.config, self.counters
         unsupervised = self.entropy is not None and counters.step < config.seed_steps + config.unsup_steps
         slots = self.buffer.sample_slots(config.sac.batch_size, self.rng)
-        batch = self.buffer.batch(slots, reward="env" if config.reward == "env" else "learned")
+        batch = self.buffer.batch(slots, reward="env" if isinstance(config.reward, EnvMode) else "learned")
         if unsupervised:
             batch = batch._replace(reward=self.entropy.reward(self.buffer, slots, self.rng))
         self._last_losses = self.agent.update(batch)
@@ -350,11 +409,13 @@ class Trainer:
         postfix = {"return": f"{self._episode_return:.1f}", "labels": counters.labels}
         if self._last_fit:
             postfix["label_acc"] = f"{self._last_fit['reward/label_gt_acc']:.2f}"
+        postfix["eta"] = format_duration(self._eta())
         bar.set_postfix(postfix, refresh=False)
         self._episode_return = self._episode_learned = 0.0
 
     def _evaluate(self) -> None:
         config, counters = self.config, self.counters
+        started = time.perf_counter()
         video = self.files.eval_video(counters.step) if config.eval_video else None
         result = evaluate_policy(self.eval_env, lambda o: self.agent.act(o, deterministic=True), config.eval_episodes,
                                  seed=10**6 + 1000 * config.seed, video_path=video)
@@ -367,13 +428,53 @@ class Trainer:
         while counters.next_eval <= counters.step:
             counters.next_eval += config.eval_every if config.eval_every else config.steps
         self._last_eval = result
+        self.times.add_eval(time.perf_counter() - started)
+        success = "" if result.success_rate is None else f", success {result.success_rate:.2f}"
+        logger.info("evaluation at step %d: return %.1f +- %.1f over %d episodes%s; eta %s", counters.step,
+                    result.return_mean, row["eval/return_std"], len(result.returns), success,
+                    format_duration(self._eta()))
+
+    def _eta(self) -> float | None:
+        """Seconds left in the run (see rlvlmf.training.eta)."""
+        config, c = self.config, self.counters
+        rounds = rounds_left(c.step, config.steps, c.next_feedback, config.num_interact, c.queries,
+                             config.max_feedback, config.reward_batch) if self.labeler is not None else 0
+        return self.times.eta(config.steps - c.step, rounds, evals_left(c.step, config.steps, c.next_eval,
+                                                                         config.eval_every))
+
+    def _start_episode(self) -> np.ndarray:
+        """Reset the env for a new episode, or rebuild the one a mid-episode checkpoint left open."""
+        open_episode, self._open_episode = self._open_episode, None
+        if open_episode is None:
+            self._episode_seed_value = self._episode_seed()
+            obs, _ = self.env.reset(seed=self._episode_seed_value)
+            return obs
+        # The env's state was not saved: the same reset seed and the episode's actions (kept in
+        # the buffer) bring it back, as the envs are deterministic given both.
+        self._episode_seed_value = int(open_episode["seed"])
+        obs, _ = self.env.reset(seed=self._episode_seed_value)
+        slots = self.buffer.open_episode_slots()
+        for slot in slots:
+            obs, *_ = self.env.step(self.buffer.action[slot])
+        if len(slots) and not np.array_equal(np.asarray(obs, np.float32).reshape(-1), self.buffer.next_obs[slots[-1]]):
+            logger.warning("replaying the open episode did not reproduce its last observation (the env is not "
+                           "deterministic); training goes on from the replayed state")
+        self._episode_return = float(open_episode["return"])
+        self._episode_learned = float(open_episode["learned"])
+        return obs
+
+    def _checkpoint_timer_due(self) -> bool:
+        minutes = self.config.checkpoint_minutes
+        return bool(minutes) and time.monotonic() - self._last_checkpoint_time >= 60 * minutes
 
     def _episode_seed(self) -> int:
         return int(self.rng.integers(0, 2**31 - 1))
 
     # ================================================================== persistence
-    def _save_checkpoint(self) -> None:
+    def _save_checkpoint(self, *, open_episode: bool = False) -> None:
+        """Save the run; ``open_episode``: between an episode's reset and its end (see the module doc)."""
         self.counters.last_checkpoint = self.counters.step
+        self._last_checkpoint_time = time.monotonic()
         arrays = dict(self.buffer.state_dict())
         if self.pool is not None:
             arrays.update(self.pool.state_dict())
@@ -388,6 +489,9 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "labeler_stats": self.labeler.stats.__dict__ if self.labeler is not None else None,
             "last_fit": self._last_fit,
+            "last_losses": self._last_losses,
+            "open_episode": {"seed": self._episode_seed_value, "return": self._episode_return,
+                             "learned": self._episode_learned} if open_episode else None,
             # A killed process may append evaluations after this checkpoint; resuming from it
             # cuts eval.jsonl back to this many lines.
             "eval_lines": self._eval_lines(),
@@ -419,6 +523,8 @@ class Trainer:
             for key, value in meta["labeler_stats"].items():
                 setattr(self.labeler.stats, key, value)
         self._last_fit = meta.get("last_fit") or {}
+        self._last_losses = meta.get("last_losses") or {}
+        self._open_episode = meta.get("open_episode")
         eval_path = self.files.evals
         if eval_path.exists():
             lines = eval_path.read_text().splitlines()[: meta["eval_lines"]]
@@ -481,10 +587,7 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = Fal
     """
     run_dir = Path(run_dir)
     if resume:
-        saved = RunFiles(run_dir).config
-        if not saved.exists():
-            raise UserError(f"{run_dir} is not a run folder (no config.json); start it without --resume")
-        config = from_dict(TrainConfig, json.loads(saved.read_text()))
+        config = load_config(run_dir)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir)

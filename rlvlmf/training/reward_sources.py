@@ -14,8 +14,8 @@ import numpy as np
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.codegen.sandbox import SandboxRejected
 from rlvlmf.errors import ConfigError, UserError
-from rlvlmf.feedback.registry import parse_spec
-from rlvlmf.training.config import TrainConfig
+from rlvlmf.reward.vlm_rewards import ClipRewardConfig
+from rlvlmf.training.config import ClipMode, CodeMode, TrainConfig
 
 
 class FrameRewardSource(Protocol):
@@ -26,7 +26,7 @@ class FrameRewardSource(Protocol):
 
     def __call__(self, frames: np.ndarray | None, next_obs: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         """``(N,)`` rewards from ``(N, H, W, 3)`` frames, ``(N, D)`` observations and the env's
-        ``(N,)`` sparse reward (success where the env reports it)."""
+        ``(N,)`` success signal (0 where the env reports none: never its dense reward)."""
 
     def close(self) -> None:
         """Release the model or sandbox."""
@@ -37,14 +37,11 @@ class ClipFrameReward:
 
     needs_frames = True
 
-    def __init__(self, config: TrainConfig, task: TaskDescription) -> None:
+    def __init__(self, mode: ClipMode, config: ClipRewardConfig, task: TaskDescription) -> None:
         from rlvlmf.feedback.backends.clip import ClipScorer
         from rlvlmf.reward.vlm_rewards import ClipReward
 
-        spec = parse_spec(config.backend)
-        if spec.family != "clip" or not spec.model:
-            raise ConfigError(f"--reward clip needs --backend clip:<model id or path>, got {config.backend!r}")
-        self.reward = ClipReward(ClipScorer(spec.model), task, config.clip)
+        self.reward = ClipReward(ClipScorer(mode.model), task, config)
 
     def __call__(self, frames: np.ndarray | None, next_obs: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         return self.reward(frames)
@@ -54,7 +51,11 @@ class ClipFrameReward:
 
 
 class CodeFrameReward:
-    """VLM-CaR: dense sub-goal reward from verified generated code, plus the sparse env reward."""
+    """VLM-CaR: dense sub-goal reward from verified generated code, plus the env's success signal.
+
+    Envs without a success flag (dm_control, Gymnasium) contribute 0: adding their dense reward
+    would train on the ground truth the code is meant to replace.
+    """
 
     needs_frames = False
 
@@ -91,13 +92,13 @@ class CodeFrameReward:
 
 
 def make_frame_reward_source(config: TrainConfig, task: TaskDescription, store_dir: str | Path) -> FrameRewardSource:
-    """The label-free reward a config asks for (``reward="clip"`` or ``"code:<source>"``).
+    """The label-free reward a config asks for (``ClipMode`` or ``CodeMode``).
 
     A code source is a ``.py`` file, a JSON result of ``rlvlmf codegen --out``, or a codegen
     session id in the query store ``store_dir``.
     """
-    if config.reward == "clip":
-        return ClipFrameReward(config, task)
-    if config.reward.startswith("code:"):
-        return CodeFrameReward(config.reward.split(":", 1)[1], store_dir)
-    raise ConfigError(f"reward {config.reward!r} has no frame reward source")
+    if isinstance(config.reward, ClipMode):
+        return ClipFrameReward(config.reward, config.clip, task)
+    if isinstance(config.reward, CodeMode):
+        return CodeFrameReward(config.reward.file, store_dir)
+    raise ConfigError(f"reward {config.reward.flag!r} has no frame reward source")
