@@ -144,6 +144,15 @@ class Backend(abc.ABC):
         options. JSON-serialisable; never secrets, base URLs with credentials, or timeouts.
         """
 
+    def pair_identity(self, pair: FramePair) -> dict[str, Any] | None:
+        """What besides the two frames this backend's answer to ``pair`` depends on, for its key.
+
+        ``None`` (the default) for backends that read only the frames. The scripted teacher
+        reads the pair's rewards: two pixel-identical pairs with different rewards must not
+        share one stored answer. JSON-serialisable, like ``identity``.
+        """
+        return None
+
     def label(self, pairs: Sequence[FramePair], task: TaskDescription) -> list[Answer]:
         """Label pairs synchronously. Override this or ``alabel``."""
         raise NotImplementedError(f"{type(self).__name__} implements neither label() nor alabel()")

@@ -357,7 +357,8 @@ class Labeler:
             queries = []
             for shown in oriented:
                 hashes = (frame_hash(shown.first), frame_hash(shown.second))
-                key = query_key(self._identity, self.task, *hashes, task_fields=self._task_fields)
+                key = query_key(self._identity, self.task, *hashes, task_fields=self._task_fields,
+                                pair_identity=self.backend.pair_identity(shown))
                 queries.append(unique.setdefault(key, _Query(shown, key, hashes)))
             per_pair.append(queries)
 

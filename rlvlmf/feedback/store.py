@@ -142,6 +142,7 @@ def query_key(
     first_hash: str,
     second_hash: str,
     task_fields: Sequence[str] = DEFAULT_TASK_FIELDS,
+    pair_identity: Mapping[str, Any] | None = None,
 ) -> str:
     """Store key of one query: backend identity, task text and both frames, in order.
 
@@ -151,11 +152,15 @@ def query_key(
         first_hash: ``frame_hash`` of the frame shown first.
         second_hash: ``frame_hash`` of the frame shown second.
         task_fields: The task fields the backend reads (its ``task_fields`` attribute).
+        pair_identity: ``Backend.pair_identity(pair)``: what else the answer depends on (the
+            scripted teacher's rewards); ``None`` leaves the key as it always was.
 
     Returns:
         Hex SHA-256 key.
     """
-    payload = {"backend": dict(identity), "task": task_identity(task, task_fields), "frames": [first_hash, second_hash]}
+    payload: dict[str, Any] = {"backend": dict(identity), "task": task_identity(task, task_fields), "frames": [first_hash, second_hash]}
+    if pair_identity is not None:
+        payload["pair"] = dict(pair_identity)
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 

@@ -138,3 +138,19 @@ def test_pairs_without_rewards_fail_cleanly(rng: np.random.Generator) -> None:
         ScriptedTeacher().label([no_rewards], TASK)
     [result] = Labeler(ScriptedTeacher(), TASK, None, LabelerConfig(progress=False)).label([no_rewards])
     assert result.failed and result.label is Label.NONE
+
+
+def test_store_keeps_pixel_identical_pairs_with_different_rewards_apart(tmp_path) -> None:
+    """Identical frames from different states (hidden velocity, say) get their own answers."""
+    from rlvlmf.feedback.store import QueryStore
+
+    forward, backward = pair([0.2], [0.9]), pair([0.9], [0.2])  # same pixels, opposite truths
+    labeler = Labeler(ScriptedTeacher(), TASK, QueryStore(tmp_path), LabelerConfig(progress=False))
+    first = labeler.label([forward])
+    # A later query (same batch or a warm store) with the same frames must not reuse that answer.
+    again = labeler.label([backward, forward])
+    assert [r.label for r in first] == [Label.SECOND]
+    assert [r.label for r in again] == [Label.FIRST, Label.SECOND]
+    assert again[1].from_store and not again[0].from_store and again[0].key != again[1].key
+    # The rewards' exact values are the key; equal rewards still share one row.
+    assert Labeler(ScriptedTeacher(), TASK, QueryStore(tmp_path), LabelerConfig(progress=False)).label([pair([0.2], [0.9])])[0].from_store

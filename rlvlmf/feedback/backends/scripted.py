@@ -209,6 +209,13 @@ class ScriptedTeacher(Backend):
             identity["seed"] = self.seed
         return identity
 
+    def pair_identity(self, pair: FramePair) -> dict[str, Any] | None:
+        """The rewards this teacher labels from: pixel-identical frames from different states
+        (a hidden velocity, a cart behind the crop) must not share one stored answer."""
+        if pair.first_rewards is None or pair.second_rewards is None:
+            return None  # label() refuses such a pair; no answer is ever stored under this key
+        return {"rewards": [np.asarray(r, np.float64).reshape(-1).tolist() for r in (pair.first_rewards, pair.second_rewards)]}
+
     def label(self, pairs: Sequence[FramePair], task: TaskDescription) -> list[Answer]:
         """Label pairs from their ``first_rewards`` / ``second_rewards``.
 
