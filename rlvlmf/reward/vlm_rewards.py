@@ -10,7 +10,8 @@ Sources:
     softmax over the goal phrase and negative phrases of cosine / temperature; the reward is
     the binary 1[p > beta].
     Rocamonde et al. 2023, "VLM-RM": r = 1 - 1/2 ||(x - g) P||^2 on normalised embeddings,
-    P = alpha d d^T / ||d||^2 + (1 - alpha) I, d = g - b (goal minus baseline).
+    P = alpha d d^T / ||d||^2 + (1 - alpha) I, d = g - b (goal minus baseline), where b is the
+    plain mean of the normalised baseline-phrase embeddings (as in the authors' code).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def vlmrm_projection(goal: np.ndarray, baseline: np.ndarray, alpha: float) -> np
 
     Args:
         goal: ``(D,)`` unit-norm goal embedding ``g``.
-        baseline: ``(D,)`` unit-norm baseline embedding ``b``.
+        baseline: ``(D,)`` baseline embedding ``b``: the mean of unit-norm baseline-phrase
+            embeddings (unit norm only when there is one phrase).
         alpha: Weight in [0, 1] of the direction ``d = g - b``; 0 gives the identity.
 
     Returns:
@@ -149,7 +151,7 @@ def vlmrm_reward(frames: np.ndarray, goal: np.ndarray, baseline: np.ndarray, alp
     Args:
         frames: ``(N, D)`` unit-norm frame embeddings ``x``.
         goal: ``(D,)`` unit-norm goal embedding ``g``.
-        baseline: ``(D,)`` unit-norm baseline embedding ``b``.
+        baseline: ``(D,)`` baseline embedding ``b`` (the mean of unit-norm phrase embeddings).
         alpha: Projection strength in [0, 1]; 0 gives ``1 - 1/2 ||x - g||^2 = cos(x, g)``.
 
     Returns:
@@ -170,8 +172,8 @@ class ClipRewardConfig:
         beta: Threshold of ``"baumli"`` on p(goal | frame), in [0, 1).
         alpha: Projection strength of ``"vlmrm"``, in [0, 1].
         goal_phrase: The goal text; ``None`` takes the task's first positive phrase.
-        baseline_phrases: Negative texts (Baumli's contrast set; their mean is VLM-RM's
-            baseline); ``None`` takes the task's negative phrases.
+        baseline_phrases: Negative texts (Baumli's contrast set; the plain mean of their
+            unit-norm embeddings is VLM-RM's baseline); ``None`` takes the task's negative phrases.
         batch_size: Frames per ``embed_images`` call.
         cache_size: Most frame rewards kept in the cache (least recently used dropped).
     """
@@ -248,8 +250,10 @@ class ClipReward:
             raise ValueError(f"embed_texts returned {embedded.shape[0]} rows for {len(texts)} texts")
         self.goal = embedded[0]
         self.negatives = embedded[1:]
-        # VLM-RM's baseline is one direction: the normalised mean of the baseline phrases.
-        self.baseline = normalize(self.negatives.mean(axis=0)) if len(self.negatives) else None
+        # VLM-RM's baseline is the plain mean of the normalised baseline-phrase embeddings, not
+        # renormalised: the mean of several phrases lies inside the sphere, and d = g - b with
+        # that shorter b is the direction the paper projects on.
+        self.baseline = self.negatives.mean(axis=0) if len(self.negatives) else None
         self._cache: OrderedDict[bytes, float] = OrderedDict()
         self.hits = 0
         self.misses = 0
