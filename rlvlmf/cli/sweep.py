@@ -10,8 +10,10 @@ from types import FrameType
 
 import numpy as np
 
+from rlvlmf.errors import UserError
 from rlvlmf.evaluation.sweep import (
     PYTHON,
+    EnvTask,
     RunOutcome,
     RunState,
     Variant,
@@ -36,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "are skipped, unfinished ones resumed, so re-running the same command continues a sweep. "
         "Run folders are OUT/METHOD__PRESET__sSEED; logs go to OUT/logs/.",
     )
-    sweep.add_argument("--presets", required=True, help="comma-separated preset names")
+    sweep.add_argument("--presets", help="comma-separated preset names")
+    sweep.add_argument("--env", help="instead of presets, one env: dmc:DOMAIN-TASK, gym:ID, gym:MODULE:ID or "
+                       "metaworld:TASK (as in `rlvlmf train --env`); needs --goal")
+    sweep.add_argument("--goal", help="with --env: the goal sentence the VLM is given")
+    sweep.add_argument("--camera", help="with --env: camera name or id (default: the env's own view)")
     sweep.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-4 or 0,3,7 (default: 0-2)")
     sweep.add_argument("--backend", help="feedback backend spec passed to every run")
     sweep.add_argument("--reward", help="preference, env, clip or code:FILE (default: the preset's)")
@@ -70,7 +76,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     """Expand the grid, run it, and print one line per run; exit 1 if any run failed."""
     variant = Variant.from_args(args.reward, args.backend, args.overrides, args.method)
     specs = expand_grid(
-        parse_names(args.presets), parse_seeds(args.seeds), [variant], out=args.out, steps=args.steps, store=args.store
+        _tasks(args), parse_seeds(args.seeds), [variant], out=args.out, steps=args.steps, store=args.store
     )
     if args.dry_run:
         check_manifest(specs)
@@ -117,6 +123,21 @@ def run_report_command(args: argparse.Namespace) -> int:
     print(markdown_tables(report))
     print(f"wrote {written['html']} and {written['markdown']} ({len(runs)} runs)")
     return 0
+
+
+def _tasks(args: argparse.Namespace) -> list[str | EnvTask]:
+    """The sweep's tasks: the ``--presets`` names, or the one ``--env`` with its ``--goal``."""
+    if args.env:
+        if args.presets:
+            raise UserError("--presets and --env are alternatives; sweep presets or one env at a time")
+        if not (args.goal or "").strip():
+            raise UserError(f"--env {args.env} needs a non-empty --goal: the sentence the VLM is told")
+        return [EnvTask(args.env, args.goal.strip(), args.camera or "")]
+    if args.goal is not None or args.camera is not None:
+        raise UserError("--goal and --camera go with --env; a preset fixes its own goal and camera")
+    if not args.presets:
+        raise UserError("say what to train on: --presets NAME[,NAME...] or --env SPEC --goal TEXT")
+    return list(parse_names(args.presets))
 
 
 def _raise_system_exit(signum: int, frame: FrameType | None) -> None:

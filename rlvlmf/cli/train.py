@@ -9,10 +9,14 @@ from pathlib import Path
 
 from rlvlmf.errors import UserError
 
+DEFAULT_PRESET = "cartpole-swingup"
+
 EPILOG = """examples:
   rlvlmf train --preset cartpole-swingup --steps 20000            # scripted teacher, offline
   rlvlmf train --preset drawer-open --backend openai:gpt-4o --set labeler.max_cost_usd=20
   rlvlmf train --preset pendulum --reward env                     # ground-truth baseline
+  rlvlmf train --env dmc:hopper-hop --goal "to make the one-legged robot hop forward" --camera 0
+  rlvlmf train --env gym:my_package.envs:MyArm-v0 --goal "to touch the red ball"   # your own env
   rlvlmf train --resume runs/cartpole-swingup-preference-scripted-s0
 """
 
@@ -26,7 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--preset", default="cartpole-swingup", help="env preset (see `rlvlmf envs`; default: %(default)s)")
+    parser.add_argument("--preset", help="env preset, i.e. env + goal + schedule (see `rlvlmf envs`; "
+                        f"default: {DEFAULT_PRESET} unless --env is given)")
+    parser.add_argument("--env", help="any env instead of a preset: dmc:DOMAIN-TASK, gym:ID, gym:MODULE:ID "
+                        "(your own env, registered when MODULE is imported) or metaworld:TASK; needs --goal")
+    parser.add_argument("--goal", help="with --env: the goal sentence the VLM is given, e.g. \"to open the drawer\"")
+    parser.add_argument("--camera", help="with --env: camera name or id (default: the env's own view)")
     parser.add_argument("--reward", default="preference",
                         help="preference (RL-VLM-F), env (ground truth), clip, or code:FILE (default: %(default)s)")
     parser.add_argument("--backend", default="scripted",
@@ -61,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     if args.resume:
         run_dir = Path(args.resume)
-        if args.overrides or args.steps:
-            raise UserError("--resume continues a run with its saved config; --set and --steps cannot change it")
+        if args.overrides or args.steps or args.preset or args.env or args.goal or args.camera:
+            raise UserError("--resume continues a run with its saved config; --set, --steps, --preset, --env, "
+                            "--goal and --camera cannot change it")
         if RunFiles(run_dir).is_complete():
             print(f"{run_dir} is already complete; results in {run_dir}")
             return 0
@@ -72,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint:
             raise UserError("--checkpoint goes with --resume")
         fields = {"reward": args.reward, "backend": args.backend, "seed": args.seed,
-                  "backend_options": tuple(args.backend_opt)}
+                  "backend_options": tuple(args.backend_opt), **env_fields(args)}
         if args.steps is not None:
             fields["steps"] = args.steps
         overrides = list(args.overrides) + (["labeler.offline=true"] if args.offline else [])
-        config = build_config(args.preset, overrides, **fields)
+        config = build_config(str(fields.pop("preset")), overrides, **fields)
         run_dir = Path(args.out) / (args.name or default_run_name(config))
         if RunFiles(run_dir).is_complete():
             raise UserError(f"{run_dir} already holds a finished run; choose another --name or --seed")
@@ -91,3 +101,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"stopped at step {summary.steps}; continue with `rlvlmf train --resume {summary.run_dir}`")
     return 0
+
+
+def env_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The run's env from ``--preset`` or ``--env``/``--goal``/``--camera`` (config fields).
+
+    Raises:
+        UserError: Both a preset and an env, or ``--goal``/``--camera`` without ``--env``.
+    """
+    if args.env:
+        if args.preset:
+            raise UserError("--preset and --env are alternatives: a preset already names its env and goal")
+        if args.goal is None:
+            raise UserError(f"--env {args.env} needs --goal: the sentence the VLM is told, e.g. \"to open the drawer\"")
+        return {"preset": "", "env": args.env, "goal": args.goal, "camera": args.camera or ""}
+    if args.goal is not None or args.camera is not None:
+        raise UserError("--goal and --camera go with --env; a preset fixes its own goal and camera")
+    return {"preset": args.preset or DEFAULT_PRESET}

@@ -4,9 +4,10 @@
 Nothing here imports MuJoCo, dm_control or MetaWorld until an env is built.
 """
 
+from rlvlmf.envs.custom import custom_preset
 from rlvlmf.envs.frames import Crop
 from rlvlmf.envs.presets import PRESETS, Preset, get_preset
 from rlvlmf.envs.registry import FAMILIES, make_env
 from rlvlmf.envs.task import TaskDescription
 
-__all__ = ["FAMILIES", "PRESETS", "Crop", "Preset", "TaskDescription", "get_preset", "make_env"]
+__all__ = ["FAMILIES", "PRESETS", "Crop", "Preset", "TaskDescription", "custom_preset", "get_preset", "make_env"]

@@ -9,6 +9,7 @@ have no cameras. Ground truth is the env's own step reward; ``info`` is passed t
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 from typing import Any
 
@@ -35,7 +36,9 @@ class _ResizeRender(gym.Wrapper):
 def _is_mujoco_env(env_id: str) -> bool:
     from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
-    creator = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+    entry_point = gym.spec(env_id).entry_point
+    # A user's registration may give the class itself rather than a "module:Class" string.
+    creator = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
     return isinstance(creator, type) and issubclass(creator, MujocoEnv)
 
 
@@ -50,7 +53,8 @@ def make_gym_env(
     """Make ``env_id`` with ``render_mode="rgb_array"``.
 
     Args:
-        env_id: A registered Gymnasium id, e.g. ``"Pendulum-v1"``.
+        env_id: A registered Gymnasium id, e.g. ``"Pendulum-v1"``, or ``"module:EnvId-v0"``
+            for an env that ``module`` registers when imported (a user's own package).
         width: Rendered width in pixels.
         height: Rendered height in pixels.
         camera: MuJoCo camera name or id (MuJoCo envs only); default the env's own view.
@@ -63,6 +67,25 @@ def make_gym_env(
     Raises:
         UnknownNameError: Unknown id or camera.
         ConfigError: A camera for an env without cameras.
+def _import_registering_module(env_id: str) -> str:
+    """Gymnasium's ``module:EnvId`` form: import ``module`` (which registers the id) and
+    return the bare id.
+
+    Raises:
+        UnknownNameError: The module cannot be imported.
+    """
+    module, sep, bare_id = env_id.rpartition(":")
+    if not sep:
+        return env_id
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise UnknownNameError(
+            f"cannot import {module!r} for Gymnasium env {env_id!r} ({exc}); install it or put it on PYTHONPATH"
+        ) from exc
+    return bare_id
+
+
         MissingDependencyError: The env needs a package that is not installed (e.g. pygame).
     """
     if env_id not in gym.registry:
@@ -89,6 +112,7 @@ def make_gym_env(
         raise MissingDependencyError(f"{env_id} needs a package that is missing: {exc}") from exc
     except TypeError as exc:
         raise ConfigError(f"bad option for {env_id}: {exc}") from exc
+    env_id = _import_registering_module(env_id)
     if not mujoco_based:
         return _ResizeRender(env, width, height)
     model = env.unwrapped.model  # type: ignore[attr-defined]

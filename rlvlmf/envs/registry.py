@@ -193,7 +193,7 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def make_env(
-    spec: str,
+    spec: str | Preset,
     *,
     width: int | None = None,
     height: int | None = None,
@@ -211,8 +211,9 @@ def make_env(
     ``None``) ``env.get_wrapper_attr("preset")``.
 
     Args:
-        spec: ``dmc:<domain>-<task>``, ``gym:<id>``, ``metaworld:<task>`` (with or without
-            ``-v3``), or a preset name from ``PRESETS``.
+        spec: ``dmc:<domain>-<task>``, ``gym:<id>`` (or ``gym:<module>:<id>`` for an env
+            that ``module`` registers), ``metaworld:<task>`` (with or without ``-v3``), a
+            preset name from ``PRESETS``, or a ``Preset`` (e.g. ``rlvlmf.envs.custom_preset``).
         width: Render width before the crop (default the preset's, else 224).
         height: Render height before the crop (default the preset's, else 224).
         camera: Camera name or id (default the preset's, else the family's).
@@ -232,8 +233,8 @@ def make_env(
         MissingDependencyError: No headless OpenGL, or a package the env needs is missing.
     """
     preset: Preset | None = None
-    if ":" not in spec:
-        preset = get_preset(spec)
+    if isinstance(spec, Preset) or ":" not in spec:
+        preset = spec if isinstance(spec, Preset) else get_preset(spec)
         width = width if width is not None else preset.width
         height = height if height is not None else preset.height
         camera = camera if camera is not None else preset.camera

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlvlmf.errors import UserError
+from rlvlmf.errors import ConfigError, UserError
+from rlvlmf.training.config import read_reward
 from rlvlmf.training.run_files import RunFiles
 from rlvlmf.evaluation.sweep import MANIFEST_NAME, method_label, read_manifest
 
@@ -104,8 +105,10 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         method = str(entry["method"])
     else:  # backend options (e.g. teacher noise) distinguish methods that share a backend
         options = [str(o) for o in config.get("backend_options") or ()]
-        method = method_label(_str_or_none(config.get("reward")), _str_or_none(config.get("backend")), options)
-    task = str(config.get("preset") or (entry or {}).get("preset") or "unknown")
+        method = method_label(_reward_flag(config), _str_or_none(config.get("backend")), options)
+    # A run trained with --env has no preset; its task is the env's id (as its sweep names it).
+    env_id = str(config.get("env") or "").rpartition(":")[2]
+    task = str(config.get("preset") or env_id or (entry or {}).get("preset") or "unknown")
     seed = config.get("seed", (entry or {}).get("seed"))
     last_metrics = _last_metrics(files.metrics)
     return Run(
@@ -119,6 +122,17 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         cost_usd=_number((summary or {}).get("cost_usd"), last_metrics.get("feedback/cost_usd")),
         label_accuracy=_number((summary or {}).get("label_accuracy"), last_metrics.get("reward/label_gt_acc")),
     )
+
+
+def _reward_flag(config: Mapping[str, Any]) -> str | None:
+    """The run's ``--reward`` text, from the saved mode (or, in older runs, that text)."""
+    saved = config.get("reward")
+    if saved is None:
+        return None
+    try:
+        return read_reward(saved, str(config.get("backend") or "")).flag
+    except ConfigError:  # e.g. an old clip run whose backend is not clip:MODEL: label it as saved
+        return saved if isinstance(saved, str) else None
 
 
 def find_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:

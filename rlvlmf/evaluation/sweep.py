@@ -105,16 +105,37 @@ def slug(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class EnvTask:
+    """A task named by an env spec and a goal sentence instead of a preset (``train --env``).
+
+    Attributes:
+        env: Family spec, e.g. ``dmc:hopper-hop`` or ``gym:my_package.envs:MyArm-v0``.
+        goal: The goal sentence.
+        camera: Camera name or id; empty for the env's own view.
+    """
+
+    env: str
+    goal: str
+    camera: str = ""
+
+    @property
+    def name(self) -> str:
+        """The env id, as the task's name in run names and reports."""
+        return self.env.rpartition(":")[2]
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One grid point: a training run with its own folder ``out / name``.
 
     Attributes:
-        preset: Preset (task) name.
+        preset: Preset (task) name; for an ``env`` task, the env's id.
         seed: Training seed.
         variant: The method.
         out: Folder that holds the sweep's run folders.
         steps: Environment steps, ``None`` for the preset's default.
         store: Query store shared by the sweep's runs, ``None`` for train's default.
+        env: The env and goal when the task is not a preset.
     """
 
     preset: str
@@ -123,6 +144,7 @@ class RunSpec:
     out: Path
     steps: int | None = None
     store: Path | None = None
+    env: EnvTask | None = None
 
     @property
     def name(self) -> str:
@@ -136,7 +158,11 @@ class RunSpec:
 
     def train_args(self) -> list[str]:
         """Arguments of ``rlvlmf train`` (after ``train``) that start this run afresh."""
-        args = ["--preset", self.preset, "--seed", str(self.seed), "--out", str(self.out), "--name", self.name]
+        if self.env is None:
+            args = ["--preset", self.preset]
+        else:
+            args = ["--env", self.env.env, "--goal", self.env.goal] + (["--camera", self.env.camera] if self.env.camera else [])
+        args += ["--seed", str(self.seed), "--out", str(self.out), "--name", self.name]
         if self.variant.reward is not None:
             args += ["--reward", self.variant.reward]
         if self.variant.backend is not None:
@@ -151,7 +177,7 @@ class RunSpec:
 
     def manifest_entry(self) -> dict[str, Any]:
         """What ``sweep.json`` records about this run."""
-        return {
+        entry = {
             "method": self.variant.name,
             "preset": self.preset,
             "seed": self.seed,
@@ -160,6 +186,9 @@ class RunSpec:
             "overrides": list(self.variant.overrides),
             "steps": self.steps,
         }
+        if self.env is not None:  # preset runs keep the manifest entries written before env tasks existed
+            entry.update(env=self.env.env, goal=self.env.goal, camera=self.env.camera)
+        return entry
 
 
 class RunState(enum.Enum):
@@ -223,7 +252,7 @@ def parse_names(text: str, what: str = "presets") -> tuple[str, ...]:
 
 
 def expand_grid(
-    presets: Iterable[str],
+    presets: Iterable[str | EnvTask],
     seeds: Iterable[int],
     variants: Iterable[Variant],
     *,
@@ -232,6 +261,8 @@ def expand_grid(
     store: str | os.PathLike[str] | None = None,
 ) -> list[RunSpec]:
     """All runs of a sweep, seeds outermost so an early stop still covers every method and task.
+
+    A task is a preset name or an ``EnvTask`` (env spec and goal).
 
     Raises:
         ConfigError: An empty axis, bad steps, or two grid points with the same run name.
@@ -244,7 +275,8 @@ def expand_grid(
     out_dir = Path(out).resolve()
     store_dir = Path(store).resolve() if store is not None else None
     specs = [
-        RunSpec(preset, seed, variant, out_dir, steps, store_dir)
+        RunSpec(preset, seed, variant, out_dir, steps, store_dir) if isinstance(preset, str)
+        else RunSpec(preset.name, seed, variant, out_dir, steps, store_dir, env=preset)
         for seed in seeds
         for preset in presets
         for variant in variants

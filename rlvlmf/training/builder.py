@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from rlvlmf.config import apply_overrides, to_dict
+from rlvlmf.config import apply_overrides, from_dict, to_dict
 from rlvlmf.envs import make_env
-from rlvlmf.training.config import TrainConfig, default_config
+from rlvlmf.envs.custom import check_trainable
+from rlvlmf.errors import UserError
+from rlvlmf.training.config import ClipMode, TrainConfig, default_config, parse_reward, read_reward
 from rlvlmf.training.run_files import RunFiles
 from rlvlmf.utils.atomic import atomic_write_text
 
@@ -21,20 +23,51 @@ def save_config(config: TrainConfig, run_dir: Path) -> None:
     atomic_write_text(RunFiles(run_dir).config, json.dumps(to_dict(config), indent=2))
 
 
+def load_config(run_dir: Path) -> TrainConfig:
+    """The config a run was started with, from its ``config.json``.
+
+    Folders written before reward modes were typed hold the ``--reward`` text (``"clip"``,
+    ``"code:FILE"``); it is read the way the flag is.
+
+    Raises:
+        UserError: The folder has no ``config.json``.
+    """
+    path = RunFiles(run_dir).config
+    if not path.exists():
+        raise UserError(f"{run_dir} is not a run folder (no config.json); start it without --resume")
+    data = json.loads(path.read_text())
+    if "reward" in data:
+        data["reward"] = read_reward(data["reward"], str(data.get("backend", TrainConfig.backend)))
+    return from_dict(TrainConfig, data)
+
+
 def reward_state_dim(state_kind: str, obs_dim: int, action_dim: int) -> int:
     """Length of the reward model's state vector: PEBBLE's r(s, a) reads both, the others one."""
     return obs_dim + action_dim if state_kind == "obs_action" else obs_dim
 
 
-def build_config(preset: str, overrides: list[str] | tuple[str, ...] = (), **fields: Any) -> TrainConfig:
+def build_config(preset: str = "", overrides: list[str] | tuple[str, ...] = (), **fields: Any) -> TrainConfig:
     """The preset's default config with top-level ``fields`` and ``key=value`` overrides applied.
 
-    The reward model's state size is derived from the env (observation plus action for
-    PEBBLE's r(s, a)), so ``--set reward_model.input=state`` needs nothing else.
+    Without a preset, ``fields`` name the env: ``env="dmc:hopper-hop", goal="to hop forward"``
+    (optional ``camera``); the schedule is the family's (``FAMILY_SCHEDULES``) and the env is
+    built once here, so one that cannot train fails before anything is written. The reward
+    model's state size is derived from the env (observation plus action for PEBBLE's r(s, a)),
+    so ``--set reward_model.input=state`` needs nothing else. A ``reward`` field may be the
+    ``--reward`` flag's text (``"env"``, ``"code:FILE"``), read by ``parse_reward``.
+
+    Raises:
+        UserError: Unknown preset or spec, empty goal, or an env without Box spaces or
+            ``rgb_array`` frames.
     """
-    config = default_config(preset)
-    env = make_env(config.preset)
+    if isinstance(fields.get("reward"), str):  # the --reward flag's text
+        fields["reward"] = parse_reward(fields["reward"], fields.get("backend", TrainConfig.backend))
+    env_fields = {key: fields.pop(key) for key in ("env", "goal", "camera") if key in fields}
+    config = default_config(preset, **env_fields)
+    env = make_env(config.env_preset)
     try:
+        if not config.preset:  # presets are known to train
+            check_trainable(env, config.env)
         obs_dim = int(np.prod(env.observation_space.shape))
         action_dim = int(np.prod(env.action_space.shape))
     finally:
@@ -49,7 +82,10 @@ def build_config(preset: str, overrides: list[str] | tuple[str, ...] = (), **fie
 
 
 def default_run_name(config: TrainConfig) -> str:
-    """``<preset>-<reward>-<backend>-s<seed>``, made safe for a folder name."""
-    backend = config.backend if config.reward in ("preference", "clip") else ""
-    raw = "-".join(part for part in (config.preset, config.reward.split(":")[0], backend.split("@")[0], f"s{config.seed}") if part)
+    """``<preset or env id>-<reward>-<backend>-s<seed>``, made safe for a folder name."""
+    if isinstance(config.reward, ClipMode):
+        backend = f"clip:{config.reward.model}"
+    else:
+        backend = config.backend if config.learns_reward else ""
+    raw = "-".join(part for part in (config.task_name, config.reward.kind, backend.split("@")[0], f"s{config.seed}") if part)
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in raw)
