@@ -9,6 +9,14 @@ The main entry points, importable from the top level (loaded on first use, so
     backend = make_backend("openai:gpt-4o")            # any backend spec from `rlvlmf backends`
     config = build_config("cartpole-swingup", ["num_interact=2000"])
     run_training(config, "runs/demo")
+
+    reward = load_reward_model("reward_models/demo.pt")  # reward(frames=(N, H, W, 3) uint8) -> (N,)
+    env = LearnedReward(gymnasium.make("Pendulum-v1", render_mode="rgb_array"), reward)  # for any RL library
+    policy = load_agent("runs/demo")                   # policy(obs) -> action; policy.make_env()
+
+A preference backend in another package subclasses ``rlvlmf.Backend`` (answers are
+``rlvlmf.Answer`` with a ``rlvlmf.Label``, for ``rlvlmf.FramePair``s) and registers under the
+``rlvlmf.backends`` entry-point group.
 """
 
 from __future__ import annotations
@@ -23,17 +31,24 @@ _LAZY: dict[str, str] = {
     "PRESETS": "rlvlmf.envs",
     "TaskDescription": "rlvlmf.envs",
     "make_backend": "rlvlmf.feedback.registry",
+    # The plug-in interface: a backend in another package subclasses Backend and returns Answers.
+    "Backend": "rlvlmf.feedback.base",
+    "Answer": "rlvlmf.feedback.base",
     "FramePair": "rlvlmf.feedback.base",
     "Label": "rlvlmf.feedback.base",
     "Labeler": "rlvlmf.feedback.labeler",
     "LabelerConfig": "rlvlmf.feedback.labeler",
     "QueryStore": "rlvlmf.feedback.store",
     "RewardEnsemble": "rlvlmf.reward.ensemble",
-    "load_reward_model": "rlvlmf.reward.ensemble",
+    "load_reward_model": "rlvlmf.reward.model",
+    "RewardModel": "rlvlmf.reward.model",
+    "LearnedReward": "rlvlmf.reward.learned_reward",
     "SAC": "rlvlmf.agents.sac",
     "TrainConfig": "rlvlmf.training.config",
     "build_config": "rlvlmf.training.builder",
     "run_training": "rlvlmf.training.loop",
+    "load_agent": "rlvlmf.training.trained_agent",
+    "TrainedPolicy": "rlvlmf.training.trained_agent",
 }
 
 __all__ = ["__version__", *_LAZY]
