@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rlvlmf.cli.backends",
     "rlvlmf.cli.queries",
     "rlvlmf.cli.train",
+    "rlvlmf.cli.evaluate",
     "rlvlmf.cli.reward",
     "rlvlmf.cli.codegen",
     "rlvlmf.cli.sweep",

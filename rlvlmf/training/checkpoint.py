@@ -84,6 +84,28 @@ class CheckpointManager:
         names = self.list()
         return names[-1] if names else None
 
+    def load_torch_state(self, name: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Only the torch state (agent, ensemble) of the latest or the named checkpoint: what a
+        trained policy needs, without reading the replay buffer.
+
+        Returns:
+            The checkpoint's name and its torch state.
+
+        Raises:
+            UserError: No such checkpoint, or a damaged one.
+        """
+        name = name or self.latest()
+        if name is None:
+            raise UserError(f"no checkpoint in {self.root}; the run saved none yet (see checkpoint_every)")
+        path = self.root / name / "state.pt"
+        if not path.is_file():
+            known = ", ".join(self.list()) or "none"
+            raise UserError(f"no checkpoint {name!r} in {self.root}; checkpoints: {known}")
+        try:
+            return name, torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of torch's layers
+            raise UserError(f"checkpoint {path} is damaged ({type(err).__name__}: {err})") from err
+
     def load(self, name: str | None = None) -> LoadedCheckpoint:
         """Read the latest (or the named) checkpoint.
 

@@ -10,7 +10,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlvlmf.errors import ConfigError
+
 MAX_VIDEO_FRAMES = 150
+VIDEO_FPS = 15
+VIDEO_SUFFIXES = (".gif", ".mp4")
+"""Video formats ``write_video`` writes, chosen by the file's suffix."""
 
 
 @dataclass
@@ -60,8 +65,8 @@ def evaluate_policy(
         policy: Maps an observation to an action (deterministic for evaluation).
         episodes: Episodes to run.
         seed: Seed of the first episode.
-        video_path: Where to write a GIF of the first episode (every k-th frame, at most
-            ``MAX_VIDEO_FRAMES``), or ``None``.
+        video_path: Where to write a video of the first episode (every k-th frame, at most
+            ``MAX_VIDEO_FRAMES``): ``.gif`` or ``.mp4`` (see ``write_video``), or ``None``.
 
     Returns:
         The episodes' returns, lengths and successes.
@@ -89,8 +94,28 @@ def evaluate_policy(
         lengths.append(length)
         successes.append(success)
     if video_path is not None and frames:
-        import imageio.v2 as imageio
-
-        Path(video_path).parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimsave(video_path, frames, duration=1 / 15, loop=0)
+        write_video(video_path, frames)
     return EvalResult(returns, lengths, successes if has_success else None)
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: int = VIDEO_FPS) -> None:
+    """Write ``(H, W, 3)`` uint8 frames as a looping GIF or an H.264 MP4, by the path's suffix.
+
+    Raises:
+        ConfigError: Another suffix.
+    """
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ConfigError(f"video {path}: the suffix must be one of {', '.join(VIDEO_SUFFIXES)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".gif":
+        imageio.mimsave(path, frames, duration=1 / fps, loop=0)
+        return
+    # H.264 wants even sides; macro_block_size=1 keeps the frames' own size, so pad odd ones.
+    height, width = frames[0].shape[:2]
+    pad = ((0, height % 2), (0, width % 2), (0, 0))
+    padded = [np.pad(frame, pad, mode="edge") for frame in frames]
+    imageio.mimsave(path, padded, fps=fps, macro_block_size=1)
