@@ -23,12 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from rlvlmf import __version__
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
-from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.http import ApiEndpoint
+from rlvlmf.feedback.http_chat import HttpChatBackend
 from rlvlmf.feedback.images import to_base64_png
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ ENDPOINT = ApiEndpoint(
 )
 
 
-class AnthropicBackend(ChatBackend):
+class AnthropicBackend(HttpChatBackend):
     """Anthropic Messages API backend.
 
     Args:
@@ -76,6 +74,7 @@ class AnthropicBackend(ChatBackend):
     family = "anthropic"
     key_env = (DEFAULT_KEY_ENV,)
     description = "Anthropic Messages API (base64 PNG image blocks, answers via a forced tool call); @URL for proxies"
+    api = ENDPOINT
 
     def __init__(
         self,
@@ -87,25 +86,18 @@ class AnthropicBackend(ChatBackend):
         structured_output: bool = True,
         api_key_env: str = DEFAULT_KEY_ENV,
     ) -> None:
-        base_url = ENDPOINT.base_url(base_url)
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
-        ENDPOINT.check_url(base_url)
-        key = ENDPOINT.read_key(base_url, (api_key_env,))
-        self._api_key = key.value
-        self._key_hint = key.env_hint
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,))
         self.structured_output = structured_output
         self._structured_supported = True
-        self.endpoint = f"{base_url}/messages" if base_url.endswith("/v1") else f"{base_url}/v1/messages"
-        self._client = LoopLocalClient(self._make_client)
 
-    def _make_client(self) -> httpx.AsyncClient:
-        headers = {"User-Agent": f"rlvlmf/{__version__}", "anthropic-version": API_VERSION}
-        if self._api_key is not None:
-            headers["x-api-key"] = self._api_key
-        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=default_limits(), headers=headers)
+    def _endpoint(self, base_url: str) -> str:
+        return f"{base_url}/messages" if base_url.endswith("/v1") else f"{base_url}/v1/messages"
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def _headers(self) -> dict[str, str]:
+        return {**super()._headers(), "anthropic-version": API_VERSION}
+
+    def _key_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
 
     async def achat(
         self,
@@ -141,10 +133,6 @@ class AnthropicBackend(ChatBackend):
         reply = parse_response(data)
         reply.meta["structured"] = structured
         return reply
-
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return await post_json(self._client.get(), self.endpoint, payload, provider="anthropic",
-                               secrets=(self._api_key,), auth_hint=f"check {self._key_hint}")
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:

@@ -28,11 +28,11 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from rlvlmf import __version__
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
-from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.http import ApiEndpoint
+from rlvlmf.feedback.http_chat import HttpChatBackend
 from rlvlmf.feedback.images import to_base64_png
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ ENDPOINT = ApiEndpoint(
 )
 
 
-class GeminiBackend(ChatBackend):
+class GeminiBackend(HttpChatBackend):
     """Gemini ``generateContent`` backend.
 
     Args:
@@ -86,6 +86,7 @@ class GeminiBackend(ChatBackend):
     family = "gemini"
     key_env = KEY_ENVS
     description = "Google Gemini generateContent API (inline PNG images, enum-constrained answers); @URL for proxies"
+    api = ENDPOINT
 
     def __init__(
         self,
@@ -98,34 +99,27 @@ class GeminiBackend(ChatBackend):
         thinking_budget: int = -1,
         api_key_env: str = "",
     ) -> None:
-        model = model.strip().removeprefix("models/") if model else model
-        base_url = ENDPOINT.base_url(base_url)
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
-        ENDPOINT.check_url(base_url)
         if thinking_budget < -1:
             raise ConfigError(f"gemini: thinking_budget must be -1 (model default), 0 (off) or a token count, got {thinking_budget}")
-        key = ENDPOINT.read_key(base_url, (api_key_env,) if api_key_env else KEY_ENVS)
-        self._api_key = key.value
-        self._key_hint = key.env_hint
+        model = model.strip().removeprefix("models/") if model else model
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s,
+                         key_envs=(api_key_env,) if api_key_env else KEY_ENVS)
         self.structured_output = structured_output
         self.thinking_budget = thinking_budget
         self._structured_supported = True
-        root = base_url if _API_VERSION.search(base_url) else f"{base_url}/v1beta"
-        self.endpoint = f"{root}/models/{quote(model, safe='-._~')}:generateContent"
-        self._client = LoopLocalClient(self._make_client)
 
-    def _make_client(self) -> httpx.AsyncClient:
-        headers = {"User-Agent": f"rlvlmf/{__version__}"}
-        if self._api_key is not None:
-            headers["x-goog-api-key"] = self._api_key
-        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=default_limits(), headers=headers,
-                                 event_hooks={"response": [_retry_info_as_header]})
+    def _endpoint(self, base_url: str) -> str:
+        root = base_url if _API_VERSION.search(base_url) else f"{base_url}/v1beta"
+        return f"{root}/models/{quote(self.model, safe='-._~')}:generateContent"
+
+    def _key_headers(self, key: str) -> dict[str, str]:
+        return {"x-goog-api-key": key}
+
+    def _client_options(self) -> dict[str, Any]:
+        return {"event_hooks": {"response": [_retry_info_as_header]}}
 
     def _identity_extra(self) -> dict[str, Any]:
         return {"thinking_budget": self.thinking_budget} if self.thinking_budget != -1 else {}
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def achat(
         self,
@@ -161,10 +155,6 @@ class GeminiBackend(ChatBackend):
         reply = parse_response(data)
         reply.meta["structured"] = structured
         return reply
-
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return await post_json(self._client.get(), self.endpoint, payload, provider="gemini",
-                               secrets=(self._api_key,), auth_hint=f"check {self._key_hint}")
 
 
 def _part(part: str | Any) -> dict[str, Any]:

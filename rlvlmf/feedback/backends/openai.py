@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import certifi
-import httpx
-
-from rlvlmf import __version__
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
-from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
+from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.http import ApiEndpoint
+from rlvlmf.feedback.http_chat import HttpChatBackend
 from rlvlmf.feedback.images import to_data_url
 
 log = logging.getLogger(__name__)
@@ -66,7 +62,7 @@ ENDPOINT = ApiEndpoint(
 )
 
 
-class OpenAIBackend(ChatBackend):
+class OpenAIBackend(HttpChatBackend):
     """Chat Completions backend for OpenAI and OpenAI-compatible servers.
 
     Args:
@@ -90,6 +86,9 @@ class OpenAIBackend(ChatBackend):
     family = "openai"
     key_env = (DEFAULT_KEY_ENV,)
     description = "Chat Completions API: OpenAI, or a compatible server (vLLM, SGLang, Ollama, llama.cpp) at @URL"
+    api = ENDPOINT
+    client_shards = _CLIENT_SHARDS
+    connections_per_shard = _CONNECTIONS_PER_SHARD
 
     def __init__(
         self,
@@ -104,42 +103,25 @@ class OpenAIBackend(ChatBackend):
         api_key_env: str = DEFAULT_KEY_ENV,
         logprobs: bool = False,
     ) -> None:
-        base_url = ENDPOINT.base_url(base_url)
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
-        ENDPOINT.check_url(base_url)
         if image_detail not in ("", "low", "high", "auto"):
             raise ConfigError(f"openai: image_detail {image_detail!r} is not valid; use low, high or auto")
         if max_tokens_field not in ("", "max_tokens", "max_completion_tokens"):
             raise ConfigError(f"openai: max_tokens_field {max_tokens_field!r} is not valid; use max_tokens or max_completion_tokens")
-        key = ENDPOINT.read_key(base_url, (api_key_env,))
-        self._api_key = key.value
-        self._key_hint = key.env_hint
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,))
         self.structured_output = structured_output
         self.image_detail = image_detail
         self.logprobs = logprobs
-        self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if is_official(base_url) else "max_tokens")
+        self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if is_official(self.base_url) else "max_tokens")
         self._structured_supported = True
-        self._ssl_context: ssl.SSLContext | None = None
-        self._client = LoopLocalClient(self._make_client, shards=_CLIENT_SHARDS)
 
-    def _make_client(self) -> httpx.AsyncClient:
-        headers = {"User-Agent": f"rlvlmf/{__version__}"}
-        if self._api_key is not None:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        if self._ssl_context is None:  # loading the CA bundle costs ~0.1 s: once, not per shard
-            self._ssl_context = ssl.create_default_context(cafile=certifi.where())
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout_s),
-            limits=default_limits(_CONNECTIONS_PER_SHARD),
-            headers=headers,
-            verify=self._ssl_context,
-        )
+    def _endpoint(self, base_url: str) -> str:
+        return f"{base_url}/chat/completions"
+
+    def _key_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
 
     def _identity_extra(self) -> dict[str, Any]:
         return {"image_detail": self.image_detail} if self.image_detail else {}
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     # --- one call ---------------------------------------------------------------------------
 
@@ -177,16 +159,6 @@ class OpenAIBackend(ChatBackend):
         if choices and self.logprobs:
             reply.choice_logprobs = _choice_logprobs(data["choices"][0].get("logprobs"), choices)
         return reply
-
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return await post_json(
-            self._client.get(),
-            f"{self.base_url}/chat/completions",
-            payload,
-            provider="openai",
-            secrets=(self._api_key,),
-            auth_hint=f"check {self._key_hint}",
-        )
 
     def _message(self, message: ChatMessage) -> dict[str, Any]:
         if all(isinstance(p, str) for p in message.parts):

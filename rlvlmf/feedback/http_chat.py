@@ -1,0 +1,117 @@
+"""``HttpChatBackend``: the set-up every chat backend that posts JSON over HTTP shares.
+
+The OpenAI-compatible, Gemini and Anthropic backends differ in their wire format (payload,
+response, how a structured answer is asked for) and in how the key travels, not in how they
+are set up. That set-up is here, once:
+
+- the base URL (``@URL``, else the provider's variable, else its default) and its check;
+- the API key, read from the environment when the backend is built, kept in memory only,
+  sent in the header the provider names, and scrubbed from every error message;
+- ``httpx`` clients per event loop (``LoopLocalClient``), sharing one TLS context;
+- ``_post``: one JSON request with the shared error policy of ``rlvlmf.feedback.http``.
+
+A provider subclass sets ``api`` (its ``ApiEndpoint``) and ``_key_headers``, passes the
+variables its key may come from to ``__init__``, and writes ``_endpoint`` (the URL posted to)
+and ``achat`` with ``_post``.
+"""
+
+from __future__ import annotations
+
+import abc
+import ssl
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from rlvlmf import __version__
+from rlvlmf.feedback.chat import ChatBackend, ProtocolConfig
+from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
+
+
+class HttpChatBackend(ChatBackend, abc.ABC):
+    """Base class of chat backends that call a provider's HTTP API.
+
+    Args:
+        model: The provider's model name.
+        base_url: API root; ``None`` -> the endpoint's variable or default (no trailing ``/``).
+        protocol: How to ask; defaults to the RL-VLM-F two-stage protocol.
+        timeout_s: Per-request timeout in seconds.
+        key_envs: Environment variables the key may come from, first set one wins.
+
+    Raises:
+        ConfigError: The base URL is not http(s), a key variable name is invalid, or no key
+            is set for the provider's own API.
+    """
+
+    base_url: str
+    """API root the endpoint is built from (resolved, never ``None``)."""
+    api: ClassVar[ApiEndpoint]
+    """The provider's endpoint defaults and key rules."""
+    client_shards: ClassVar[int] = 1
+    """``httpx`` clients per event loop (see ``LoopLocalClient``)."""
+    connections_per_shard: ClassVar[int] = 256
+    """Connection-pool size of each client."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None,
+        protocol: ProtocolConfig | None,
+        timeout_s: float,
+        key_envs: Sequence[str],
+    ) -> None:
+        base_url = self.api.base_url(base_url)
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
+        self.api.check_url(base_url)
+        key = self.api.read_key(base_url, key_envs)
+        self._api_key = key.value
+        self._key_hint = key.env_hint
+        self.endpoint = self._endpoint(base_url)
+        self._ssl_context: ssl.SSLContext | None = None
+        self._client = LoopLocalClient(self._make_client, shards=self.client_shards)
+
+    @abc.abstractmethod
+    def _endpoint(self, base_url: str) -> str:
+        """The URL every request is posted to, from the base URL (``self.model`` is set)."""
+
+    @abc.abstractmethod
+    def _key_headers(self, key: str) -> dict[str, str]:
+        """The header(s) carrying the API key (``Authorization: Bearer ...``, ``x-api-key``...)."""
+
+    def _headers(self) -> dict[str, str]:
+        """Headers of every request: user agent, key (when one is set)."""
+        headers = {"User-Agent": f"rlvlmf/{__version__}"}
+        if self._api_key is not None:
+            headers.update(self._key_headers(self._api_key))
+        return headers
+
+    def _client_options(self) -> dict[str, Any]:
+        """Extra ``httpx.AsyncClient`` arguments (e.g. ``event_hooks``)."""
+        return {}
+
+    def _make_client(self) -> httpx.AsyncClient:
+        if self._ssl_context is None:  # loading the CA bundle costs ~0.1 s: once, not per client
+            self._ssl_context = httpx.create_ssl_context()
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_s),
+            limits=default_limits(self.connections_per_shard),
+            headers=self._headers(),
+            verify=self._ssl_context,
+            **self._client_options(),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST one JSON request to ``endpoint`` on this loop's client; failures mapped as in ``post_json``."""
+        return await post_json(
+            self._client.get(),
+            self.endpoint,
+            payload,
+            provider=self.api.provider,
+            secrets=(self._api_key,),
+            auth_hint=f"check {self._key_hint}",
+        )

@@ -1,0 +1,106 @@
+"""HttpChatBackend: a provider that writes only its URL, key header and wire format gets the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from rlvlmf.errors import ConfigError
+from rlvlmf.feedback.backends.anthropic import AnthropicBackend
+from rlvlmf.feedback.backends.gemini import GeminiBackend
+from rlvlmf.feedback.backends.openai import OpenAIBackend
+from rlvlmf.feedback.base import BackendError
+from rlvlmf.feedback.chat import ChatMessage, ChatReply
+from rlvlmf.feedback.http import ApiEndpoint
+from rlvlmf.feedback.http_chat import HttpChatBackend
+from rlvlmf.testing.json_server import ScriptedJSONServer
+from rlvlmf.testing.openai_server import FakeResponse, RecordedRequest
+
+KEY = "echo-secret-0123456789"
+
+
+class EchoChat(HttpChatBackend):
+    """The smallest HTTP chat provider: ``{"text": ...}`` in, ``{"text": ...}`` out."""
+
+    family = "echo"
+    api = ApiEndpoint(provider="echo", default_url="https://echo.invalid", is_official=lambda url: "echo.invalid" in url,
+                      key_help="ask the echo team")
+    client_shards = 3
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 5.0, api_key_env: str = "ECHO_KEY") -> None:
+        super().__init__(model, base_url=base_url, protocol=None, timeout_s=timeout_s, key_envs=(api_key_env,))
+
+    def _endpoint(self, base_url: str) -> str:
+        return f"{base_url}/echo/{self.model}"
+
+    def _key_headers(self, key: str) -> dict[str, str]:
+        return {"x-echo-key": key}
+
+    async def achat(self, messages: Sequence[ChatMessage], *, choices: Sequence[str] | None = None,
+                    max_tokens: int = 512) -> ChatReply:
+        data = await self._post({"text": " ".join(str(p) for m in messages for p in m.parts)})
+        return ChatReply(text=data["text"])
+
+
+def _echo(request: RecordedRequest) -> FakeResponse:
+    return FakeResponse(200, json.dumps({"text": request.body["text"]}).encode())
+
+
+def _chat(backend: EchoChat, text: str) -> ChatReply:
+    async def go() -> ChatReply:
+        try:
+            return await backend.achat([ChatMessage("user", (text,))])
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_provider_writes_only_its_url_key_header_and_wire_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECHO_KEY", KEY)
+    with ScriptedJSONServer(route="/echo/m1", responder=_echo) as server:
+        backend = EchoChat("m1", base_url=server.url + "/")
+        monkeypatch.delenv("ECHO_KEY")  # read once, when built
+        assert backend.endpoint == f"{server.url}/echo/m1"
+        assert _chat(backend, "hello").text == "hello"
+        [request] = server.requests
+        assert request.headers["x-echo-key"] == KEY and request.headers["user-agent"].startswith("rlvlmf/")
+
+        server.push(FakeResponse.error(401, f"bad key {KEY}"))
+        with pytest.raises(BackendError) as info:
+            _chat(backend, "again")
+    assert KEY not in str(info.value) and "[redacted]" in str(info.value) and "check ECHO_KEY" in str(info.value)
+    assert KEY not in repr(backend) and KEY not in json.dumps(backend.identity())
+
+
+def test_the_provider_api_refuses_to_run_keyless_and_a_gateway_sends_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ECHO_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"set ECHO_KEY to use https://echo.invalid \(ask the echo team\)"):
+        EchoChat("m1")
+    with ScriptedJSONServer(route="/echo/m1", responder=_echo) as server:
+        _chat(EchoChat("m1", base_url=server.url), "hi")
+        assert "x-echo-key" not in server.requests[0].headers
+    with pytest.raises(ConfigError, match="http://"):
+        EchoChat("m1", base_url="ftp://host")
+
+
+def test_shards_share_one_tls_context() -> None:
+    backend = EchoChat("m1", base_url="http://127.0.0.1:9")
+
+    async def contexts() -> set[int]:
+        clients = {id(backend._client.get()): backend._client.get() for _ in range(6)}
+        assert len(clients) == 3
+        found = {id(client._transport._pool._ssl_context) for client in clients.values()}  # type: ignore[attr-defined]
+        await backend.aclose()
+        return found
+
+    assert len(asyncio.run(contexts())) == 1
+
+
+@pytest.mark.parametrize("cls", [OpenAIBackend, GeminiBackend, AnthropicBackend])
+def test_every_api_chat_backend_is_an_http_chat_backend(cls: type[Any]) -> None:
+    assert issubclass(cls, HttpChatBackend) and cls.api.provider == cls.family
