@@ -106,7 +106,7 @@ def resize_frame(frame: np.ndarray, size: int | tuple[int, int] | None) -> np.nd
     return np.asarray(resized)
 
 
-class FrameWrapper(gym.Wrapper):
+class FrameWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Crops and resizes what ``render()`` returns; observations, rewards and steps pass through.
 
     Rendering stays lazy: nothing is drawn unless ``render()`` is called.
@@ -120,7 +120,10 @@ class FrameWrapper(gym.Wrapper):
             crop: Rectangle kept from each rendered image (the caller checks that it fits).
             frame_size: Final square side after the crop, or ``None`` to keep the crop's size.
         """
+        # Recorded so that ``env.spec.make()`` (and Gymnasium's env checker) can rebuild it.
+        gym.utils.RecordConstructorArgs.__init__(self, crop=crop, frame_size=frame_size)
         super().__init__(env)
+        self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}  # it crops arrays only
         if frame_size is not None and frame_size <= 0:
             raise ConfigError(f"frame_size must be a positive number of pixels, got {frame_size}")
         self.crop = crop

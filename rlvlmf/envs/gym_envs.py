@@ -3,7 +3,8 @@
 MuJoCo envs render at the requested size and camera directly. Other envs (classic control,
 Box2D) draw at their native size; their frames are resized to ``height`` x ``width`` and they
 have no cameras. Ground truth is the env's own step reward; ``info`` is passed through as is
-(no ``"success"`` key is added, since Gymnasium envs have no common success signal).
+(no ``"success"`` key is added, since Gymnasium envs have no common success signal). A bounded
+``Box`` action space is rescaled to [-1, 1] (see :func:`unit_box_actions`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,40 @@ from rlvlmf.envs.mjrender import CameraSpec, camera_names, make_rendering_cheap,
 from rlvlmf.errors import ConfigError, MissingDependencyError, UnknownNameError
 
 
-class _ResizeRender(gym.Wrapper):
+class _ResizeRender(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Resizes native-size frames to ``(height, width)``."""
 
     def __init__(self, env: gym.Env, width: int, height: int):
+        # Recorded so that ``env.spec.make()`` (and Gymnasium's env checker) can rebuild it.
+        gym.utils.RecordConstructorArgs.__init__(self, width=width, height=height)
         super().__init__(env)
+        self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}  # it resizes arrays only
         self._size = (height, width)
 
     def render(self) -> np.ndarray:
         return resize_frame(np.asarray(self.env.render()), self._size)
+
+
+def unit_box_actions(env: gym.Env) -> gym.Env:
+    """Let the agent act in [-1, 1], as in the dm_control and MetaWorld families.
+
+    SAC's tanh policy outputs [-1, 1]; an env with another range (Pendulum's torque is
+    [-2, 2]) would get only part of its range from the policy, while seed-phase actions drawn
+    from the native space cover all of it. A bounded ``Box`` action space is mapped affinely
+    onto [-1, 1]; other spaces are left as they are.
+
+    Args:
+        env: A Gymnasium env.
+
+    Returns:
+        ``env``, or ``env`` wrapped in ``gymnasium.wrappers.RescaleAction``.
+    """
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box) or not space.is_bounded("both"):
+        return env
+    if np.all(space.low == -1.0) and np.all(space.high == 1.0):
+        return env
+    return gym.wrappers.RescaleAction(env, min_action=np.float32(-1.0), max_action=np.float32(1.0))
 
 
 def _is_mujoco_env(env_id: str) -> bool:
@@ -40,6 +66,25 @@ def _is_mujoco_env(env_id: str) -> bool:
     # A user's registration may give the class itself rather than a "module:Class" string.
     creator = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
     return isinstance(creator, type) and issubclass(creator, MujocoEnv)
+
+
+def _import_registering_module(env_id: str) -> str:
+    """Gymnasium's ``module:EnvId`` form: import ``module`` (which registers the id) and
+    return the bare id.
+
+    Raises:
+        UnknownNameError: The module cannot be imported.
+    """
+    module, sep, bare_id = env_id.rpartition(":")
+    if not sep:
+        return env_id
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise UnknownNameError(
+            f"cannot import {module!r} for Gymnasium env {env_id!r} ({exc}); install it or put it on PYTHONPATH"
+        ) from exc
+    return bare_id
 
 
 def make_gym_env(
@@ -67,27 +112,9 @@ def make_gym_env(
     Raises:
         UnknownNameError: Unknown id or camera.
         ConfigError: A camera for an env without cameras.
-def _import_registering_module(env_id: str) -> str:
-    """Gymnasium's ``module:EnvId`` form: import ``module`` (which registers the id) and
-    return the bare id.
-
-    Raises:
-        UnknownNameError: The module cannot be imported.
-    """
-    module, sep, bare_id = env_id.rpartition(":")
-    if not sep:
-        return env_id
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise UnknownNameError(
-            f"cannot import {module!r} for Gymnasium env {env_id!r} ({exc}); install it or put it on PYTHONPATH"
-        ) from exc
-    return bare_id
-
-
         MissingDependencyError: The env needs a package that is not installed (e.g. pygame).
     """
+    env_id = _import_registering_module(env_id)
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -112,7 +139,7 @@ def _import_registering_module(env_id: str) -> str:
         raise MissingDependencyError(f"{env_id} needs a package that is missing: {exc}") from exc
     except TypeError as exc:
         raise ConfigError(f"bad option for {env_id}: {exc}") from exc
-    env_id = _import_registering_module(env_id)
+    env = unit_box_actions(env)
     if not mujoco_based:
         return _ResizeRender(env, width, height)
     model = env.unwrapped.model  # type: ignore[attr-defined]

@@ -89,7 +89,7 @@ def _schedule_close_at_exit() -> None:
     atexit.register(_close_rendering_envs)
 
 
-class TaskWrapper(gym.Wrapper):
+class TaskWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Outermost wrapper carrying what the env is about.
 
     Read with ``env.get_wrapper_attr("task")`` / ``("preset")`` / ``("family_spec")``.
@@ -99,7 +99,11 @@ class TaskWrapper(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, task: TaskDescription, preset: Preset | None, family_spec: str):
+        # Recorded so that ``env.spec.make()`` (and Gymnasium's env checker) can rebuild it.
+        gym.utils.RecordConstructorArgs.__init__(self, task=task, preset=preset, family_spec=family_spec)
         super().__init__(env)
+        # make_env's envs draw rgb_array frames only (a window or depth map is no VLM input).
+        self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}
         self.task = task
         self.preset = preset
         self.family_spec = family_spec
