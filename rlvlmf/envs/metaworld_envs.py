@@ -4,9 +4,10 @@ Ground truth: the step reward is MetaWorld's shaped reward (v2 reward functions,
 step) and ``info["success"]`` is a ``bool`` saying whether the task is solved in that step.
 Observations are 39 float32 numbers (hand, gripper, objects, the previous step's copy, goal).
 
-By default every episode starts from the same object and goal positions (``random_init=False``),
-as in the RL-VLM-F paper; ``task_seed`` picks which positions. With ``random_init=True`` each
-``reset(seed=...)`` draws new positions from the env's seeded generator.
+By default (``random_init=True``) each ``reset(seed=...)`` draws new object and goal positions
+from that seed, as the RL-VLM-F reference code trains and evaluates: the same seed gives the
+same start, other seeds other starts, and a reset without a seed continues the env's generator.
+With ``random_init=False`` every episode starts from the positions ``task_seed`` picks.
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ def canonical_name(name: str) -> str:
     return f"{short}-v3"
 
 
-class MetaWorldEnv(gym.Wrapper):
+class MetaWorldEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Seeding, success flag, float32 observations and upright frames for one MetaWorld env."""
 
     def __init__(self, env: Any, random_init: bool, flip: bool):
+        gym.utils.RecordConstructorArgs.__init__(self, random_init=random_init, flip=flip)
         super().__init__(env)
         self.random_init = random_init
         self._flip = flip
@@ -109,7 +111,7 @@ def make_metaworld_env(
     height: int,
     camera: CameraSpec = "corner",
     max_episode_steps: int | None = None,
-    random_init: bool = False,
+    random_init: bool = True,
     task_seed: int = 0,
 ) -> gym.Env:
     """Make a MetaWorld 3 task.
@@ -121,8 +123,10 @@ def make_metaworld_env(
         camera: Camera name (``corner``, ``corner2``, ``corner3``, ``corner4``, ``topview``, ...)
             or id.
         max_episode_steps: Episode length (default MetaWorld's 500).
-        random_init: Draw new object/goal positions at every reset instead of fixed ones.
-        task_seed: Seed of the fixed positions (ignored when ``random_init``).
+        random_init: Draw new object/goal positions at every reset (from the reset's seed);
+            ``False`` starts every episode from the same positions.
+        task_seed: Seed of the fixed positions, and of the draws of resets without a seed
+            before any seeded one.
 
     Returns:
         The env; ``render()`` gives upright ``(height, width, 3)`` uint8 frames.

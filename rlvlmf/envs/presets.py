@@ -125,7 +125,9 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         _dmc(
             "cartpole-swingup",
-            goal="to balance the brown pole on the black cart to be upright",
+            # The paper's sentence names pygame CartPole's colours (brown pole, black cart); in
+            # dm_control the cart and the pole share one tan material.
+            goal="to balance the tan pole on the tan cart to be upright",
             positive_phrases=("a pole balanced upright on a cart", "an upright pole"),
             negative_phrases=("a pole hanging down below a cart", "a pole tilted sideways"),
             observation_doc=_DMC_CARTPOLE_DOC,
@@ -179,7 +181,9 @@ PRESETS: dict[str, Preset] = {
         ),
         _metaworld(
             "sweep-into",
-            goal="to minimize the distance between the green cube and the hole",
+            # The paper's sentence says "green cube"; MetaWorld 3 renders it in brown wood, and
+            # the hole shows as the blue goal marker.
+            goal="to minimize the distance between the brown cube and the hole marked by the blue dot",
             positive_phrases=("a cube inside the hole in the table", "a cube in the hole"),
             negative_phrases=("a cube far from the hole", "a cube lying on the table"),
             crop=Crop(top=150, left=100, height=240, width=240),
