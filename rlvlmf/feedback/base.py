@@ -93,6 +93,24 @@ class Answer:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+RngLike = np.random.Generator | int | None
+"""What ``make_backend(..., rng=...)`` takes: a generator, a seed, or ``None`` for fresh entropy."""
+
+
+def backend_seed(rng: RngLike) -> int | None:
+    """The seed a backend draws its own generator from.
+
+    An int is the seed; a generator gives one draw (so the caller's stream decides it, and a
+    backend whose answers depend on it can put the number in its identity); ``None`` stays
+    ``None`` (fresh entropy).
+    """
+    if rng is None:
+        return None
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(2**63))
+    return int(rng)
+
+
 class BackendError(Exception):
     """A backend call failed. ``retryable`` errors are retried by the labeler."""
 

@@ -39,7 +39,7 @@ from rlvlmf.config import from_dict
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback import prompts
-from rlvlmf.feedback.base import Answer, Backend, FramePair, Label
+from rlvlmf.feedback.base import Answer, Backend, FramePair, Label, RngLike
 from rlvlmf.feedback.parsing import parse_label
 from rlvlmf.feedback.pricing import estimate_cost
 
@@ -172,13 +172,15 @@ class ChatBackend(Backend, abc.ABC):
     # --- construction from a spec -----------------------------------------------------------
 
     @classmethod
-    def from_spec(cls: type[_B], model: str, base_url: str | None = None, **options: Any) -> _B:
+    def from_spec(cls: type[_B], model: str, base_url: str | None = None, *, rng: RngLike = None, **options: Any) -> _B:
         """Build from a spec's parts: ``family:MODEL@URL`` plus ``key=value`` options.
 
         Protocol options (``mode``, ``composite``, ``temperature``, ``analysis_max_tokens``,
         ``answer_max_tokens``) go into a ``ProtocolConfig``; the rest are passed to the
         constructor (``timeout_s`` and provider options). Text values are converted to the
-        type of the parameter's default (``"true"`` -> True, ``"30"`` -> 30.0).
+        type of the parameter's default (``"true"`` -> True, ``"30"`` -> 30.0). ``rng`` is
+        accepted like every backend's and unused: a chat model samples (``temperature``)
+        where it runs, not from a generator of ours.
 
         Raises:
             ConfigError: An unknown option (the valid ones are listed) or a bad value.

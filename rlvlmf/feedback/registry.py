@@ -9,7 +9,9 @@ and ``/``; ``@`` separates a base URL only when what follows starts with ``http:
 Families map to ``"module:Class"`` strings and are imported only when asked for, so a
 missing optional package breaks only its own backend. Third-party packages add families
 through the entry-point group ``rlvlmf.backends`` (name = family, value = ``module:Class``).
-Every backend class provides ``from_spec(model, base_url, **options)``.
+Every backend class provides ``from_spec(model, base_url, *, rng=None, **options)``; ``rng`` (a
+``np.random.Generator`` or a seed) is the source of any randomness the backend draws itself,
+so callers build every backend the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rlvlmf.errors import ConfigError, MissingDependencyError, UnknownNameError
-from rlvlmf.feedback.base import Backend
+from rlvlmf.feedback.base import Backend, RngLike
 
 ENTRY_POINT_GROUP = "rlvlmf.backends"
 """Entry-point group third-party packages use to register backend families."""
@@ -157,13 +159,16 @@ def load_backend_class(family: str) -> type[Backend]:
     return cls
 
 
-def make_backend(spec: str, **options: Any) -> Backend:
+def make_backend(spec: str, *, rng: RngLike = None, **options: Any) -> Backend:
     """Build the backend a spec names.
 
     Args:
         spec: ``family[:model][@base_url]``.
-        **options: Backend-specific keyword options (``seed``, ``beta``, ``temperature``...),
-            passed to the class's ``from_spec``.
+        rng: Source of the backend's own random draws (the scripted teacher's noise): a
+            generator or a seed; ``None`` leaves the backend to its default. Every built-in
+            backend accepts it; those that draw nothing ignore it.
+        **options: Backend-specific keyword options (``beta``, ``temperature``...), passed to
+            the class's ``from_spec``.
 
     Returns:
         A ready backend. Building it does not touch the network.
@@ -178,6 +183,8 @@ def make_backend(spec: str, **options: Any) -> Backend:
     from_spec = getattr(cls, "from_spec", None)
     if from_spec is None:
         raise ConfigError(f"backend class {cls.__qualname__} has no from_spec(model, base_url, **options) classmethod")
+    if rng is not None:  # a third-party from_spec written before rng existed still builds without one
+        options["rng"] = rng
     return from_spec(parsed.model, parsed.base_url, **options)
 
 

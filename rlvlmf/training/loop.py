@@ -150,8 +150,7 @@ class Trainer:
             self.preferences = PreferenceDataset(reward_cfg.capacity, reward_cfg.heldout_fraction)
             self.pool = QueryPool(config.query_pool_size)
             self.store = QueryStore(store_dir)
-            backend = make_backend(config.backend, **{"seed": config.seed, **parse_options(config.backend_options)}) \
-                if config.backend.startswith("scripted") else make_backend(config.backend, **parse_options(config.backend_options))
+            backend = make_backend(config.backend, rng=config.seed, **parse_options(config.backend_options))
             self.labeler = Labeler(backend, self.task, self.store, config.labeler, run_id=self.run_dir.name,
                                    rng=np.random.default_rng(config.seed + 1))
             if config.unsup_steps > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rlvlmf.cli import main
@@ -48,6 +49,35 @@ def test_unknown_family_lists_the_known_ones() -> None:
 def test_builtin_family_builds() -> None:
     assert load_backend_class("scripted") is ScriptedTeacher
     assert isinstance(make_backend("scripted", seed=1), ScriptedTeacher)
+
+
+BUILT_WITH_RNG = {
+    "scripted": "scripted:stoc",
+    "openai": "openai:m@http://127.0.0.1:9/v1",
+    "gemini": "gemini:m@http://127.0.0.1:9",
+    "anthropic": "anthropic:m@http://127.0.0.1:9",
+    "hf": "hf:some/model",
+    "clip": "clip:some/model",
+}
+
+
+@pytest.mark.parametrize("family", sorted(BUILTIN_BACKENDS))
+def test_every_builtin_backend_is_built_with_an_rng(family: str) -> None:
+    # The training driver builds every backend with one call; none may refuse the rng.
+    spec = BUILT_WITH_RNG[family]
+    for rng in (5, np.random.default_rng(0)):
+        assert make_backend(spec, rng=rng).family == family
+
+
+def test_the_scripted_teacher_draws_from_the_rng_unless_given_a_seed() -> None:
+    assert make_backend("scripted:stoc", rng=7).identity()["seed"] == 7
+    assert make_backend("scripted:stoc", rng=7, seed=3).identity()["seed"] == 3, "an explicit seed option wins"
+    a, b = (make_backend("scripted:stoc", rng=np.random.default_rng(1)) for _ in range(2))
+    assert a.identity() == b.identity() and isinstance(a.identity()["seed"], int)
+    rng = np.random.default_rng(1)
+    first, second = make_backend("scripted:stoc", rng=rng), make_backend("scripted:stoc", rng=rng)
+    assert first.identity()["seed"] != second.identity()["seed"], "each backend takes its own draw"
+    assert make_backend("scripted:stoc").identity()["seed"] is None
 
 
 PLUGIN = '''

@@ -20,7 +20,7 @@ from rlvlmf.config import from_dict
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.backends import local
-from rlvlmf.feedback.base import Answer, Backend, FramePair, Label
+from rlvlmf.feedback.base import Answer, Backend, FramePair, Label, RngLike
 
 if TYPE_CHECKING:
     import torch
@@ -211,8 +211,10 @@ class ClipBackend(Backend):
         self._scorer: ClipScorer | None = None
 
     @classmethod
-    def from_spec(cls, model: str, base_url: str | None = None, **options: Any) -> ClipBackend:
+    def from_spec(cls, model: str, base_url: str | None = None, *, rng: RngLike = None, **options: Any) -> ClipBackend:
         """Build from ``clip:<model id or local path>`` and ``key=value`` options (strings are parsed).
+
+        ``rng`` is accepted like every backend's and unused: scores are deterministic.
 
         Raises:
             ConfigError: A base URL was given (local models have none) or an option is invalid.

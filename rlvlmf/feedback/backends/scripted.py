@@ -33,7 +33,7 @@ import numpy as np
 
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UnknownNameError
-from rlvlmf.feedback.base import Answer, Backend, BackendError, FramePair, Label
+from rlvlmf.feedback.base import Answer, Backend, BackendError, FramePair, Label, RngLike, backend_seed
 
 SKIP_REASON = "skip: both returns below the skip threshold"
 """``Answer.abstain_reason`` of a skipped query."""
@@ -180,8 +180,11 @@ class ScriptedTeacher(Backend):
         self._lock = threading.Lock()  # alabel runs label() in worker threads, maybe several at once
 
     @classmethod
-    def from_spec(cls, model: str | None, base_url: str | None, **options: Any) -> ScriptedTeacher:
+    def from_spec(cls, model: str | None, base_url: str | None, *, rng: RngLike = None, **options: Any) -> ScriptedTeacher:
         """Build from ``scripted[:preset]``; options override the preset's fields plus ``seed``.
+
+        The noise draws come from ``seed`` when given as an option, else from ``rng`` (a seed,
+        or a generator that gives one draw for it; see ``backend_seed``).
 
         Raises:
             ConfigError: A base URL was given or an option is unknown / out of range.
@@ -198,7 +201,7 @@ class ScriptedTeacher(Backend):
         if unknown:
             raise ConfigError(f"unknown scripted teacher option(s) {unknown}; valid: {sorted(fields | {'seed'})}")
         config = replace(TEACHER_PRESETS[preset], **options)
-        return cls(config, seed=None if seed is None else int(seed), preset=preset)
+        return cls(config, seed=backend_seed(rng if seed is None else seed), preset=preset)
 
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"family": self.family, "version": self.version, **asdict(self.config)}
