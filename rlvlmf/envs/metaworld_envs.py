@@ -30,6 +30,8 @@ from rlvlmf.errors import ConfigError, UnknownNameError
 
 MAX_PATH_LENGTH = 500
 """MetaWorld's own episode length."""
+DEFAULT_CAMERA = "corner"
+"""The view of the RL-VLM-F presets; MuJoCo's free camera would look at the arm from behind."""
 
 OBSERVATION_DOC = "\n".join(
     [
@@ -109,7 +111,7 @@ def make_metaworld_env(
     name: str,
     width: int,
     height: int,
-    camera: CameraSpec = "corner",
+    camera: CameraSpec = DEFAULT_CAMERA,
     max_episode_steps: int | None = None,
     random_init: bool = True,
     task_seed: int = 0,
@@ -121,7 +123,7 @@ def make_metaworld_env(
         width: Rendered width in pixels.
         height: Rendered height in pixels.
         camera: Camera name (``corner``, ``corner2``, ``corner3``, ``corner4``, ``topview``, ...)
-            or id.
+            or id; ``None`` (what ``make_env`` passes when none is given) is ``corner``.
         max_episode_steps: Episode length (default MetaWorld's 500).
         random_init: Draw new object/goal positions at every reset (from the reset's seed);
             ``False`` starts every episode from the same positions.
@@ -142,7 +144,7 @@ def make_metaworld_env(
         raise ConfigError(f"max_episode_steps must be positive, got {max_episode_steps}")
     env = ALL_V3_ENVIRONMENTS[full_name](render_mode="rgb_array", width=width, height=height)
     names = camera_names(env.model)
-    camera_id = resolve_camera(camera, names)
+    camera_id = resolve_camera(DEFAULT_CAMERA if camera is None else camera, names)
     env.mujoco_renderer.camera_id = camera_id
     make_rendering_cheap(env.model, width, height)
     # Same set-up as MetaWorld's goal-observable classes, but seeded from our generator

@@ -38,3 +38,13 @@ def test_evaluation_episodes_start_apart_and_report_a_success_rate(build: Callab
     result = evaluate_policy(env, lambda obs: np.zeros(4, np.float32), 10, seed=0)
     assert len(set(result.returns)) == 10, result.returns  # ten different episodes, not one ten times
     assert result.success_rate is not None and 0.0 <= result.success_rate <= 1.0
+
+
+def test_family_spec_without_a_camera_uses_the_corner_view(build: Callable[..., gym.Env]) -> None:
+    # make_env passes camera=None when none is given; that must mean MetaWorld's default view.
+    frames = []
+    for camera in (None, "corner"):
+        env = build("metaworld:soccer", width=32, height=32, camera=camera)
+        env.reset(seed=0)
+        frames.append(env.render())
+    np.testing.assert_array_equal(frames[0], frames[1])
