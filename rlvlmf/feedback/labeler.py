@@ -30,7 +30,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -130,6 +130,12 @@ class LabeledQuery:
     def label(self) -> Label:
         """Shortcut for ``answer.label``."""
         return self.answer.label
+
+    @property
+    def usable(self) -> bool:
+        """Whether this is a preference to learn from: answered, and a real label or a genuine
+        "no difference" (a position flip counts as one). Failures and abstains carry none."""
+        return not self.failed and self.answer.abstain_reason in (None, POSITION_FLIP)
 
 
 @dataclass
@@ -381,6 +387,10 @@ class Labeler:
                 result = queries[0].result
             results.append(result)
         return results
+
+    def go_offline(self) -> None:
+        """Answer from the store only from now on (misses come back failed), e.g. once a budget ran out."""
+        self.config = replace(self.config, offline=True)
 
     async def aclose(self) -> None:
         """Close the backend (for users of ``alabel``)."""

@@ -24,7 +24,6 @@ store before it is used, so a resumed run reads paid answers back instead of ask
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import shutil
@@ -47,7 +46,7 @@ from rlvlmf.envs.frames import resize_frame
 from rlvlmf.errors import BudgetExhausted
 from rlvlmf.training.evaluate import evaluate_policy
 from rlvlmf.feedback.base import FramePair, Label
-from rlvlmf.feedback.labeler import POSITION_FLIP, Labeler
+from rlvlmf.feedback.labeler import Labeler
 from rlvlmf.feedback.registry import make_backend
 from rlvlmf.feedback.store import QueryStore
 from rlvlmf.training.metrics import MetricsLogger
@@ -293,14 +292,14 @@ class Trainer:
         except BudgetExhausted as exc:
             # Everything answered before the limit is in the store: use it, then ask no more.
             logger.warning("%s; no more feedback rounds, training goes on with the labels so far", exc)
-            self.labeler.config = dataclasses.replace(self.labeler.config, offline=True)
+            self.labeler.go_offline()
             results = self.labeler.label(frame_pairs)
             counters.next_feedback = config.steps + 1
         counters.queries += len(pairs)
 
         # Abstains and failures carry no preference; a genuine "no difference" (or a
         # position flip) is a 0.5 soft label.
-        keep = np.array([not r.failed and (r.answer.abstain_reason in (None, POSITION_FLIP)) for r in results], bool)
+        keep = np.array([r.usable for r in results], bool)
         labels = np.array([int(r.label) for r in results], np.int64)[keep]
         gt = np.array([UNKNOWN_LABEL if r.gt_label is None else int(r.gt_label) for r in results], np.int64)[keep]
         kept = pairs.take(keep)
@@ -325,7 +324,7 @@ class Trainer:
             "feedback/labels": counters.labels,
             "feedback/round_queries": len(results),
             "feedback/round_labels": int(keep.sum()),
-            "feedback/abstains": sum(r.answer.abstain_reason not in (None, POSITION_FLIP) for r in answered),
+            "feedback/abstains": sum(not r.usable for r in answered),
             "feedback/failed": len(results) - len(answered),
             "feedback/from_store": sum(r.from_store for r in results),
             "feedback/cost_usd": stats.cost_usd,

@@ -186,6 +186,31 @@ def test_offline_answers_from_store_only(tmp_path: Path, rng: np.random.Generato
     assert len(store) == 2  # offline misses are not written
 
 
+def test_go_offline_answers_later_calls_from_the_store_only(tmp_path: Path, rng: np.random.Generator) -> None:
+    pairs = random_pairs(rng, 3)
+    backend = CountingBackend()
+    labeler = Labeler(backend, TASK, QueryStore(tmp_path), config())
+    labeler.label(pairs[:1])
+    labeler.go_offline()
+    results = labeler.label(pairs)
+    assert backend.calls == 1 and labeler.config.offline and labeler.config.max_in_flight == config().max_in_flight
+    assert [r.from_store for r in results] == [True, False, False]
+    assert [r.error for r in results] == [None, OFFLINE_ERROR, OFFLINE_ERROR]
+
+
+@pytest.mark.parametrize(
+    ("label", "reason", "failed", "usable"),
+    [(Label.SECOND, None, False, True),
+     (Label.NONE, None, False, True),  # a genuine "no difference"
+     (Label.NONE, POSITION_FLIP, False, True),  # the two orders disagreed: no difference either
+     (Label.NONE, "unparseable", False, False),
+     (Label.NONE, "refusal", False, False),
+     (Label.NONE, None, True, False)],
+)
+def test_usable_says_whether_a_result_is_a_preference(label: Label, reason: str | None, failed: bool, usable: bool) -> None:
+    assert LabeledQuery("k", Answer(label, abstain_reason=reason), False, failed=failed).usable is usable
+
+
 def test_both_orders_agree_for_a_consistent_backend(tmp_path: Path, rng: np.random.Generator) -> None:
     pairs = random_pairs(rng, 6)
     store = QueryStore(tmp_path)
