@@ -184,5 +184,16 @@ class Backend(abc.ABC):
         """
         return await asyncio.to_thread(self.label, pairs, task)
 
+    def check(self) -> None:
+        """Fail now on what would fail at the first call and can be found without one.
+
+        Called before a run starts (and its folder is made). Local backends check their model
+        files here (processor, config); it must not load weights, call a provider or cost
+        anything. The default checks nothing: keys and options are checked on construction.
+
+        Raises:
+            UserError: What is wrong and how to fix it.
+        """
+
     async def aclose(self) -> None:
         """Release connections or models. Safe to call twice."""

@@ -483,7 +483,8 @@ class Labeler:
             desc=f"labeling with {self._identity.get('family', 'backend')}",
             unit="query",
             leave=False,
-            disable=not self.config.progress or len(misses) < self.config.progress_min_queries,
+            # None: drawn only on a terminal, never as escape codes in a log file.
+            disable=True if not self.config.progress or len(misses) < self.config.progress_min_queries else None,
         )
         slots = asyncio.Semaphore(self.config.max_in_flight)
         tasks: list[asyncio.Task[None]] = []

@@ -86,6 +86,28 @@ def test_unloadable_checkpoints_give_one_line_errors(tmp_path: Path) -> None:
         HFBackend.from_spec(str(write_qwen2_vl_processor(tmp_path / "qwen2-vl")), None, device="cpu").load()
 
 
+def test_check_loads_processor_and_config_but_not_the_weights(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    backend = HFBackend.from_spec(str(checkpoints["llava"]), None, device="cpu")
+    backend.check()
+    assert backend._model is None
+    with pytest.raises(UserError, match="cannot load the processor"):
+        HFBackend.from_spec(str(tmp_path / "missing"), None).check()
+    with pytest.raises(UserError, match="no chat template"):
+        HFBackend.from_spec(str(build_tiny_clip(tmp_path / "clip")), None).check()
+
+
+def test_an_unreachable_hub_fails_in_seconds_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    for name in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"model hub http://127.0.0.1:9 cannot be reached") as caught:
+        HFBackend.from_spec("nobody/no-such-vlm", None).check()
+    assert time.monotonic() - started < 10 and "\n" not in str(caught.value)
+
+
 def test_batched_generation_matches_one_at_a_time(backend: HFBackend, rng: np.random.Generator) -> None:
     # Prompts of different lengths force left padding inside the batch.
     conversations = [_conversation(rng, "What is shown?" + " Be brief." * i) for i in range(3)]

@@ -128,6 +128,10 @@ def test_spec_presets_and_options() -> None:
         make_backend("scripted", eps_typo=0.1)
     with pytest.raises(ConfigError, match="gamma"):
         make_backend("scripted", gamma=0.0)
+    # --backend-opt values arrive as text when they are not JSON: a wrong type is a ConfigError too.
+    with pytest.raises(ConfigError, match="eps_mistake: expected a number, got 'abc'"):
+        make_backend("scripted", eps_mistake="abc")
+    assert make_backend("scripted", return_range=[0, 2]).config.return_range == (0.0, 2.0)
     with pytest.raises(ConfigError, match="base URL"):
         make_backend("scripted@http://localhost:1/v1")
 

@@ -21,6 +21,7 @@ from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.backends import local
 from rlvlmf.feedback.base import Answer, Backend, FramePair, Label, RngLike
+from rlvlmf.utils.clip_scores import baumli_probability
 
 if TYPE_CHECKING:
     import torch
@@ -99,6 +100,7 @@ class ClipScorer:
         self.batch_size = batch_size
         self.device = local.resolve_device(device)
         self.dtype = local.resolve_dtype(dtype, self.device)
+        local.check_hub(model_path)
         self.processor = local.load_pretrained(AutoProcessor, model_path, what="processor")
         model = local.load_pretrained(AutoModel, model_path, what="model", dtype=self.dtype)
         if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
@@ -162,11 +164,11 @@ class ClipScorer:
         phrases = (task.positive_phrases[0], *task.negative_phrases) if mode == "softmax" else task.positive_phrases[:1]
         text_emb = self._embed_texts(phrases)
         image_emb = torch.as_tensor(image_emb, device=text_emb.device).to(text_emb.dtype)
-        cosine = (image_emb @ text_emb.T).float()
         if mode == "cosine":
-            return cosine[:, 0].cpu().numpy().astype(np.float64)
-        scale = 1.0 / softmax_temperature if softmax_temperature is not None else self.logit_scale
-        return torch.softmax(cosine * scale, dim=1)[:, 0].cpu().numpy().astype(np.float64)
+            return (image_emb @ text_emb.T).float()[:, 0].cpu().numpy().astype(np.float64)
+        texts = text_emb.float().cpu().numpy()
+        temperature = softmax_temperature if softmax_temperature is not None else 1.0 / self.logit_scale
+        return baumli_probability(image_emb.float().cpu().numpy(), texts[0], texts[1:], temperature)
 
     def _embed_images(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         import torch
@@ -224,6 +226,21 @@ class ClipBackend(Backend):
         if not model:
             raise ConfigError("clip backend needs a model: clip:<hub id or local path>, e.g. clip:openai/clip-vit-base-patch32")
         return cls(model, from_dict(ClipConfig, options))
+
+    def check(self) -> None:
+        """Load the processor and the model's config (not its weights) before a run starts.
+
+        Raises:
+            MissingDependencyError: A package the model needs is missing.
+            UserError: No such model, or the hub is unreachable.
+        """
+        local.require("torch", purpose="the clip backend")
+        local.require("transformers", purpose="the clip backend")
+        from transformers import AutoConfig, AutoProcessor
+
+        local.check_hub(self.model_name)
+        local.load_pretrained(AutoProcessor, self.model_name, what="processor")
+        local.load_pretrained(AutoConfig, self.model_name, what="config")
 
     @property
     def scorer(self) -> ClipScorer:

@@ -107,6 +107,23 @@ class HFBackend(ChatBackend):
 
     # --- loading ------------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Load the processor and the model's config (not its weights) before a run starts.
+
+        Raises:
+            MissingDependencyError: A package the model needs is missing.
+            UserError: No such model (or the hub is unreachable), or it has no chat template.
+        """
+        local.require("torch", purpose="the hf backend")
+        local.require("transformers", purpose="the hf backend")
+        from transformers import AutoConfig, AutoProcessor
+
+        local.check_hub(self.model)
+        processor = local.load_pretrained(AutoProcessor, self.model, what="processor",
+                                          trust_remote_code=self.trust_remote_code)
+        _require_chat_template(processor, self.model)
+        local.load_pretrained(AutoConfig, self.model, what="config", trust_remote_code=self.trust_remote_code)
+
     def load(self) -> None:
         """Load the processor and model now (otherwise done on the first call).
 
@@ -126,9 +143,7 @@ class HFBackend(ChatBackend):
             self.torch_dtype = local.resolve_dtype(self.dtype_option, self.device)
             processor = local.load_pretrained(AutoProcessor, self.model, what="processor",
                                               trust_remote_code=self.trust_remote_code)
-            if not hasattr(processor, "apply_chat_template") or getattr(processor, "chat_template", None) is None:
-                raise UserError(f"{self.model!r} has no chat template; the hf backend needs an instruction-tuned VLM "
-                                "whose processor ships one")
+            _require_chat_template(processor, self.model)
             try:
                 model = local.load_pretrained(AutoModelForImageTextToText, self.model, what="model",
                                               dtype=self.torch_dtype, trust_remote_code=self.trust_remote_code)
@@ -286,6 +301,12 @@ class HFBackend(ChatBackend):
     async def aclose(self) -> None:
         self._model = None
         self._processor = None
+
+
+def _require_chat_template(processor: Any, model: str) -> None:
+    if not hasattr(processor, "apply_chat_template") or getattr(processor, "chat_template", None) is None:
+        raise UserError(f"{model!r} has no chat template; the hf backend needs an instruction-tuned VLM "
+                        "whose processor ships one")
 
 
 def _first_token(tokenizer: Any, text: str) -> int | None:

@@ -7,7 +7,10 @@ transformers are imported only when a model is loaded, so listing backends stays
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any, Literal
 
 from rlvlmf.errors import MissingDependencyError, UserError
@@ -68,6 +71,44 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+HUB_TIMEOUT_S = 5.0
+"""How long ``check_hub`` waits for the hub to answer a TCP connect."""
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def check_hub(model: str, *, timeout_s: float = HUB_TIMEOUT_S) -> None:
+    """Fail in seconds, with one line, when ``model`` must be downloaded and the hub is unreachable.
+
+    Loading from an unreachable hub otherwise retries for minutes before it fails. Nothing is
+    checked for a local directory, a model already in the cache, offline mode
+    (``HF_HUB_OFFLINE``) or behind a proxy (a direct connect says nothing about the proxy).
+
+    Raises:
+        UserError: The hub (``HF_ENDPOINT``, default huggingface.co) cannot be reached.
+    """
+    if Path(model).exists() or os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE:
+        return
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(model, "config.json"), str):
+            return
+    except Exception:  # noqa: BLE001 - a malformed id fails properly in from_pretrained
+        return
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"{model!r} is not a local directory nor in the cache, and the model hub {endpoint} cannot be "
+                        f"reached ({exc}); check the network, or download it where there is one and pass its "
+                        "directory") from None
 
 
 def load_pretrained(loader: Any, model: str, *, what: str, **kwargs: Any) -> Any:

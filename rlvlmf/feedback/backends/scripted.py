@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from rlvlmf.config import from_dict
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UnknownNameError
 from rlvlmf.feedback.base import Answer, Backend, BackendError, FramePair, Label, RngLike, backend_seed
@@ -200,7 +201,8 @@ class ScriptedTeacher(Backend):
         unknown = sorted(set(options) - fields)
         if unknown:
             raise ConfigError(f"unknown scripted teacher option(s) {unknown}; valid: {sorted(fields | {'seed'})}")
-        config = replace(TEACHER_PRESETS[preset], **options)
+        # from_dict checks each value's type too ("eps_mistake=abc" is one clear line, not a TypeError).
+        config = from_dict(TeacherConfig, {**asdict(TEACHER_PRESETS[preset]), **options})
         return cls(config, seed=backend_seed(rng if seed is None else seed), preset=preset)
 
     def identity(self) -> dict[str, Any]:
