@@ -45,6 +45,7 @@ from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.base import Answer, FramePair, Label
 from rlvlmf.feedback.images import decode_png, encode_png
+from rlvlmf.utils.hashing import canonical_json, frame_hash
 
 DEFAULT_STORE_DIR = "queries"
 DB_NAME = "queries.sqlite"
@@ -92,25 +93,6 @@ CREATE INDEX IF NOT EXISTS queries_labeler ON queries (labeler, status);
 
 
 # --------------------------------------------------------------------------- keys
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no whitespace: equal values give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def frame_hash(frame: np.ndarray) -> str:
-    """Content address of a frame.
-
-    Args:
-        frame: HxWx3 uint8 array.
-
-    Returns:
-        Hex SHA-256 of the shape and the C-ordered pixel bytes.
-    """
-    digest = hashlib.sha256(f"{frame.shape[0]}x{frame.shape[1]}x{frame.shape[2]}:".encode())
-    digest.update(np.ascontiguousarray(frame, dtype=np.uint8).data)
-    return digest.hexdigest()
 
 
 DEFAULT_TASK_FIELDS: tuple[str, ...] = ("goal", "positive_phrases", "negative_phrases")

@@ -3,7 +3,7 @@
 The formulas are pure functions on embeddings (numpy, float64 internally). ``ClipReward``
 wraps any scorer with ``embed_images`` / ``embed_texts`` (the ``clip`` backend's
 ``ClipScorer``, or a fake in tests), embeds the task's phrases once, and caches the reward of
-every frame by the SHA-1 of its bytes, so a frame seen twice is embedded once.
+every frame by its ``frame_hash`` (the query store's), so a frame seen twice is embedded once.
 
 Sources:
     Baumli et al. 2023, "Vision-Language Models as a Source of Rewards": p(goal | frame) is a
@@ -16,7 +16,6 @@ Sources:
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ import numpy as np
 
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError
+from rlvlmf.utils.clip_scores import baumli_probability
+from rlvlmf.utils.hashing import frame_hash
 
 Variant = Literal["baumli", "vlmrm", "cosine"]
 VARIANTS: tuple[str, ...] = ("baumli", "vlmrm", "cosine")
@@ -79,27 +80,6 @@ def cosine_reward(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
         ``(N,)`` similarities in [-1, 1].
     """
     return np.asarray(frames, dtype=np.float64) @ np.asarray(goal, dtype=np.float64)
-
-
-def baumli_probability(
-    frames: np.ndarray, goal: np.ndarray, negatives: np.ndarray, temperature: float
-) -> np.ndarray:
-    """p(goal | frame): softmax of cosine / temperature over the goal and the negative phrases.
-
-    Args:
-        frames: ``(N, D)`` unit-norm frame embeddings.
-        goal: ``(D,)`` unit-norm goal-phrase embedding.
-        negatives: ``(K, D)`` unit-norm negative-phrase embeddings, ``K >= 1``.
-        temperature: Softmax temperature (> 0); CLIP's learned logit scale 100 is 0.01.
-
-    Returns:
-        ``(N,)`` probabilities of the goal phrase.
-    """
-    texts = np.vstack([np.asarray(goal, dtype=np.float64)[None, :], np.asarray(negatives, dtype=np.float64)])
-    logits = np.asarray(frames, dtype=np.float64) @ texts.T / temperature  # (N, 1 + K)
-    logits -= logits.max(axis=1, keepdims=True)  # stable softmax
-    weights = np.exp(logits)
-    return weights[:, 0] / weights.sum(axis=1)
 
 
 def baumli_reward(
@@ -222,14 +202,6 @@ class ClipRewardConfig:
         return goal, tuple(baselines)
 
 
-def frame_key(frame: np.ndarray) -> bytes:
-    """Cache key of one frame: SHA-1 of its shape, dtype and bytes."""
-    frame = np.ascontiguousarray(frame)
-    digest = hashlib.sha1(f"{frame.shape}{frame.dtype.str}".encode())
-    digest.update(frame.data)
-    return digest.digest()
-
-
 class ClipReward:
     """Rewards of rendered frames from a CLIP-family model, cached by frame hash.
 
@@ -254,7 +226,7 @@ class ClipReward:
         # renormalised: the mean of several phrases lies inside the sphere, and d = g - b with
         # that shorter b is the direction the paper projects on.
         self.baseline = self.negatives.mean(axis=0) if len(self.negatives) else None
-        self._cache: OrderedDict[bytes, float] = OrderedDict()
+        self._cache: OrderedDict[str, float] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -288,9 +260,11 @@ class ClipReward:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must have shape (N, H, W, 3), got {frames.shape}")
-        keys = [frame_key(f) for f in frames]
+        if frames.dtype != np.uint8:  # the cache key (frame_hash) reads pixels as uint8
+            raise ValueError(f"frames must be uint8 pixels, got {frames.dtype}")
+        keys = [frame_hash(f) for f in frames]
         out = np.empty(len(frames), dtype=np.float64)
-        todo: dict[bytes, list[int]] = {}
+        todo: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             cached = self._cache.get(key)
             if cached is None:
@@ -312,7 +286,7 @@ class ClipReward:
                 self._remember(keys[row], float(value))
         return out.astype(np.float32)
 
-    def _remember(self, key: bytes, value: float) -> None:
+    def _remember(self, key: str, value: float) -> None:
         if self.config.cache_size == 0:
             return
         self._cache[key] = value

@@ -12,13 +12,13 @@ from rlvlmf.errors import ConfigError
 from rlvlmf.reward.vlm_rewards import (
     ClipReward,
     ClipRewardConfig,
-    baumli_probability,
     baumli_reward,
     cosine_reward,
     normalize,
     vlmrm_projection,
     vlmrm_reward,
 )
+from rlvlmf.utils.clip_scores import baumli_probability
 
 GOAL = np.array([1.0, 0.0])
 NEG = np.array([[0.0, 1.0]])
@@ -164,6 +164,18 @@ def test_clip_reward_cache_is_bounded() -> None:
     reward(frames_from(np.array([[1, 0], [0, 1], [3, 4]])))
     reward(frames_from(np.array([[1, 0]])))  # evicted as the oldest: embedded again
     assert sum(scorer.image_calls) == 4
+
+
+def test_clip_reward_caches_by_the_store_frame_hash_and_wants_uint8() -> None:
+    from rlvlmf.feedback.store import frame_hash
+
+    scorer = FakeScorer({"at the goal": [1.0, 0.0], "far away": [0.0, 1.0]})
+    reward = ClipReward(scorer, TASK, ClipRewardConfig(variant="cosine"))
+    frames = frames_from(np.array([[1, 0], [3, 4]]))
+    reward(frames)
+    assert list(reward._cache) == [frame_hash(frames[0]), frame_hash(frames[1])]
+    with pytest.raises(ValueError, match="uint8"):
+        reward(frames.astype(np.float32))
 
 
 def test_config_phrases_default_from_task_and_override() -> None:
