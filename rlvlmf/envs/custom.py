@@ -14,15 +14,14 @@ import gymnasium as gym
 import numpy as np
 
 from rlvlmf.envs.presets import Preset
-from rlvlmf.envs.registry import split_spec
+from rlvlmf.envs.registry import DEFAULT_RENDER_SIZE, split_spec
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 
-# Render sizes per family when no preset gives them. MetaWorld as in its presets (480 px,
-# 300 px VLM frames, the paper's), without a crop since none is known for an arbitrary task.
-_FAMILY_FRAMES: dict[str, dict[str, int]] = {
-    "metaworld": dict(width=480, height=480, vlm_frame_size=300),
-}
+# (render side, VLM frame side) per family when no preset gives them. MetaWorld as in its
+# presets (480 px, 300 px VLM frames, the paper's), without a crop since none is known for an
+# arbitrary task.
+_FAMILY_FRAMES: dict[str, tuple[int, int]] = {"metaworld": (480, 300)}
 
 
 def parse_camera(camera: str | int | None) -> str | int | None:
@@ -63,8 +62,9 @@ def custom_preset(spec: str, goal: str, camera: str | int | None = None) -> Pres
     short_name = name.rpartition(":")[2]  # gym:<module>:<id> -> <id>
     phrase = goal[3:] if goal.lower().startswith("to ") else goal
     task = TaskDescription(name=short_name, goal=goal, positive_phrases=(phrase,))
-    return Preset(name=short_name, spec=spec, task=task, camera=parse_camera(camera),
-                  **_FAMILY_FRAMES.get(family, {}))
+    render, vlm = _FAMILY_FRAMES.get(family, (DEFAULT_RENDER_SIZE, DEFAULT_RENDER_SIZE))
+    return Preset(name=short_name, spec=spec, task=task, camera=parse_camera(camera), width=render, height=render,
+                  vlm_frame_size=vlm)
 
 
 def check_trainable(env: gym.Env, what: str) -> None:
@@ -94,7 +94,7 @@ def check_trainable(env: gym.Env, what: str) -> None:
     frame: Any
     try:
         frame = env.render()
-    except Exception as exc:  # noqa: BLE001 - any failure of a third-party render() means no frames
+    except Exception as exc:  # any failure of a third-party render() means no frames
         raise UserError(f"{what} failed to render an rgb_array frame: {type(exc).__name__}: {exc}") from exc
     if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3):
         shape = getattr(frame, "shape", None)

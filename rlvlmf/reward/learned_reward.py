@@ -64,8 +64,12 @@ class LearnedReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             frames = np.asarray(self.env.render())[None]
         states = None
         if self.model.uses_states:
-            flat = lambda x: np.asarray(x, np.float32).reshape(1, -1)  # noqa: E731 - one-line helper
-            states = self.model.states(flat(self._last_obs), flat(action), flat(obs))
+            states = self.model.states(_row(self._last_obs), _row(action), _row(obs))
         reward = float(self.model(frames=frames, obs=states)[0])
         self._last_obs = obs
         return obs, reward, terminated, truncated, {**info, "env_reward": env_reward}
+
+
+def _row(value: Any) -> np.ndarray:
+    """One observation or action as a ``(1, D)`` float32 row."""
+    return np.asarray(value, np.float32).reshape(1, -1)

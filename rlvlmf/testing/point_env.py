@@ -27,7 +27,7 @@ class PointReach(gym.Env):
     in ``[-1, 1]`` scaled by 0.1; reward: minus the distance to the target.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 15}  # noqa: RUF012 - as gym.Env declares it
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.render_mode = render_mode
@@ -56,7 +56,7 @@ class PointReach(gym.Env):
         frame = np.full((FRAME_SIZE, FRAME_SIZE, 3), 255, np.uint8)
         for (x, y), colour, radius in ((self._target, (220, 30, 30), 4), (self._position, (30, 30, 220), 3)):
             col, row = (np.array([x, -y]) + 1.0) / 2.0 * (FRAME_SIZE - 1)
-            r0, c0 = int(round(row)), int(round(col))
+            r0, c0 = round(float(row)), round(float(col))
             frame[max(r0 - radius, 0):r0 + radius + 1, max(c0 - radius, 0):c0 + radius + 1] = colour
         return frame
 
@@ -64,7 +64,7 @@ class PointReach(gym.Env):
 class PointReachNoRender(PointReach):
     """The same task without ``rgb_array`` frames (``rlvlmf train`` refuses it)."""
 
-    metadata = {"render_modes": [], "render_fps": 15}
+    metadata: dict[str, Any] = {"render_modes": [], "render_fps": 15}  # noqa: RUF012 - as gym.Env declares it
 
     def render(self) -> None:
         return None
@@ -85,7 +85,7 @@ class PointReachDiscrete(PointReach):
 for _id, _cls in (("PointReach-v0", PointReach), ("PointReachNoRender-v0", PointReachNoRender),
                   ("PointReachDiscrete-v0", PointReachDiscrete)):
     if _id not in gym.registry:
-        gym.register(id=_id, entry_point=_cls, max_episode_steps=50)
+        gym.register(id=_id, entry_point=f"{__name__}:{_cls.__name__}", max_episode_steps=50)
 
 SPEC = "gym:rlvlmf.testing.point_env:PointReach-v0"
 """The env's rlvlmf spec (Gymnasium's ``module:EnvId`` form behind the ``gym:`` family)."""

@@ -268,15 +268,15 @@ def default_config(preset: str = "", **overrides: object) -> TrainConfig:
     schedule is that of the family's closest preset (``FAMILY_SCHEDULES``). The reward model's
     frame size follows the preset's ``reward_frame_size``.
     """
-    env_fields = {key: str(overrides.pop(key)) for key in ("env", "goal", "camera") if key in overrides}
+    env, goal, camera = (str(overrides.pop(key, "")) for key in ("env", "goal", "camera"))
     if preset:
         run_preset, schedule_name = get_preset(preset), preset
     else:
-        run_preset = TrainConfig(preset="", **env_fields).env_preset  # validates env and goal
+        run_preset = TrainConfig(preset="", env=env, goal=goal, camera=camera).env_preset  # validates env and goal
         schedule_name = FAMILY_SCHEDULES[run_preset.family]
     schedule = dict(SCHEDULES.get(schedule_name, {}))
     reward_frame_size = run_preset.reward_frame_size
     sac = dataclasses.replace(SACConfig(), **schedule.pop("sac", {}))
     reward_model = dataclasses.replace(RewardModelConfig(frame_size=reward_frame_size), **schedule.pop("reward_model", {}))
-    base = TrainConfig(preset=preset, **env_fields, sac=sac, reward_model=reward_model, **schedule)
+    base = TrainConfig(preset=preset, env=env, goal=goal, camera=camera, sac=sac, reward_model=reward_model, **schedule)
     return dataclasses.replace(base, **overrides) if overrides else base

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def evaluate_policy(
     return EvalResult(returns, lengths, successes if has_success else None)
 
 
-def write_video(path: str | Path, frames: list[np.ndarray], fps: int = VIDEO_FPS) -> None:
+def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) -> None:
     """Write ``(H, W, 3)`` uint8 frames as a looping GIF or an H.264 MP4, by the path's suffix.
 
     Raises:
@@ -112,10 +112,10 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: int = VIDEO_FPS
         raise ConfigError(f"video {path}: the suffix must be one of {', '.join(VIDEO_SUFFIXES)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".gif":
-        imageio.mimsave(path, frames, duration=1 / fps, loop=0)
+        imageio.mimsave(path, list[Any](frames), duration=1 / fps, loop=0)
         return
     # H.264 wants even sides; macro_block_size=1 keeps the frames' own size, so pad odd ones.
     height, width = frames[0].shape[:2]
     pad = ((0, height % 2), (0, width % 2), (0, 0))
-    padded = [np.pad(frame, pad, mode="edge") for frame in frames]
+    padded: list[Any] = [np.pad(frame, pad, mode="edge") for frame in frames]
     imageio.mimsave(path, padded, fps=fps, macro_block_size=1)

@@ -22,7 +22,7 @@ def test_a_users_env_is_made_through_its_module(tmp_path: Path) -> None:
     env = make_env(custom_preset(point_env.SPEC, point_env.GOAL))
     try:
         obs, _ = env.reset(seed=0)
-        frame = env.render()
+        frame = np.asarray(env.render())
         assert obs.shape == (4,) and frame.shape == (224, 224, 3) and frame.dtype == np.uint8  # resized to 224
         task = env.get_wrapper_attr("task")
         assert task.goal == point_env.GOAL and task.positive_phrases == ("move the blue square onto the red square",)

@@ -36,7 +36,7 @@ def test_reward_is_the_models_and_the_envs_is_kept(model_path: Path) -> None:
     _, reward, _, _, info = env.step(action)
     _, env_reward, _, _, _ = plain.step(action)
     assert info["env_reward"] == env_reward and "success" in info
-    assert reward == pytest.approx(float(model(frames=plain.render()[None])[0]))
+    assert reward == pytest.approx(float(model(frames=np.asarray(plain.render())[None])[0]))
     assert reward != pytest.approx(env_reward)
 
 
@@ -67,7 +67,7 @@ def test_stable_baselines3_sac_trains_on_it(model_path: Path) -> None:
     sb3 = pytest.importorskip("stable_baselines3")
     env = rlvlmf.LearnedReward(gym.make(ENV_ID, render_mode="rgb_array"), model_path, device="cpu")
     agent = sb3.SAC("MlpPolicy", env, learning_starts=100, batch_size=32, buffer_size=1000, train_freq=1,
-                    policy_kwargs=dict(net_arch=[16, 16]), device="cpu", seed=0)
+                    policy_kwargs={"net_arch": [16, 16]}, device="cpu", seed=0)
     agent.learn(total_timesteps=300)
     assert agent.num_timesteps == 300 and agent.replay_buffer.size() == 300
     model = rlvlmf.load_reward_model(model_path, device="cpu")

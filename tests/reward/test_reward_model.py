@@ -16,7 +16,7 @@ from rlvlmf.reward.ensemble import RewardEnsemble
 from rlvlmf.reward.inputs import RewardInputs
 from rlvlmf.reward.model import RewardModel
 
-TINY = dict(frame_size=48, conv_channels=(4, 4, 4, 4), ensemble_size=2, predict_batch_size=3)
+TINY = {"frame_size": 48, "conv_channels": (4, 4, 4, 4), "ensemble_size": 2, "predict_batch_size": 3}
 
 
 def _saved(tmp_path: Path, **config: object) -> tuple[Path, RewardEnsemble]:
