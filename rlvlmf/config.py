@@ -4,11 +4,17 @@ Every part of rlvlmf has a frozen dataclass config that validates itself in
 ``__post_init__``. The CLI composes them into one run config; this module lets a user
 change any field from the command line (``--set sac.batch_size=256``) and saves/loads the
 resolved config as JSON with the run.
+
+A field may also hold one of several configs, a *tagged union*: a union of dataclasses that
+each carry a ``kind`` tag (a ``Literal`` field with ``init=False``). It is saved with its tag
+(``{"kind": "code", "file": "r.py"}``) and can be written as text, ``KIND`` or ``KIND:VALUE``
+where VALUE fills the config's one field (``--set reward=code:r.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 import typing
@@ -33,11 +39,51 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = dict(data)
+    for tag in (f for f in dataclasses.fields(cls) if not f.init and f.name in data):
+        # A tag written by ``to_dict`` (e.g. ``kind``): it must name this class.
+        if data.pop(tag.name) != tag.default:
+            raise ConfigError(f"{cls.__name__}: {tag.name} must be {tag.default!r}")
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}; valid: {sorted(known)}")
     kwargs = {name: _coerce(hints[name], value, f"{cls.__name__}.{name}") for name, value in data.items()}
     return cls(**kwargs)
+
+
+def _tagged_members(hint: Any) -> dict[str, type] | None:
+    """``kind`` tag -> class for a tagged union hint (see the module docstring), else ``None``."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return None
+    members: dict[str, type] = {}
+    for arg in typing.get_args(hint):
+        tag = {f.name: f for f in dataclasses.fields(arg)}.get("kind") if dataclasses.is_dataclass(arg) else None
+        if tag is None or tag.init or not isinstance(tag.default, str):
+            return None
+        members[tag.default] = arg
+    return members
+
+
+def _coerce_tagged(members: dict[str, type], value: Any, where: str) -> Any:
+    if isinstance(value, tuple(members.values())):
+        return value
+    if isinstance(value, str):  # KIND or KIND:VALUE
+        kind, sep, text = value.partition(":")
+        cls = members.get(kind.strip())
+        if cls is None:
+            raise ConfigError(f"{where}: {value!r} is not one of {sorted(members)}")
+        fields = [f.name for f in dataclasses.fields(cls) if f.init]
+        if len(fields) > 1 or (sep and not fields):
+            raise ConfigError(f"{where}: {kind} cannot be written as text")
+        if fields and not (sep and text):
+            raise ConfigError(f"{where}: {kind} needs its {fields[0]}: write {kind}:{fields[0].upper()}")
+        return from_dict(cls, {fields[0]: text} if fields else {})
+    if isinstance(value, Mapping):
+        cls = members.get(value.get("kind"))  # type: ignore[arg-type]
+        if cls is None:
+            raise ConfigError(f"{where}: kind must be one of {sorted(members)}, got {value.get('kind')!r}")
+        return from_dict(cls, value)
+    raise ConfigError(f"{where}: expected one of {sorted(members)}, got {value!r}")
 
 
 def apply_overrides(config: T, overrides: Iterable[str]) -> T:
@@ -53,8 +99,43 @@ def apply_overrides(config: T, overrides: Iterable[str]) -> T:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        config = _set_path(config, key.strip().split("."), raw.strip(), key.strip())
+        try:
+            config = _set_path(config, key.strip().split("."), raw.strip(), key.strip())
+        except _UnknownKey as exc:
+            raise ConfigError(f"unknown config key {exc.key!r}{_did_you_mean(config, exc.key)} "
+                              f"(valid keys here: {', '.join(exc.valid_here)})") from None
     return config
+
+
+class _UnknownKey(ConfigError):
+    """An override names no field; ``apply_overrides`` adds suggestions from the whole config."""
+
+    def __init__(self, key: str, valid_here: list[str]) -> None:
+        super().__init__(f"unknown config key {key!r}; valid keys here: {', '.join(valid_here)}")
+        self.key, self.valid_here = key, valid_here
+
+
+def dotted_keys(config: Any, prefix: str = "") -> list[str]:
+    """Every settable key of a (nested) dataclass config, nested ones dotted (``sac.batch_size``)."""
+    keys = []
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        value = getattr(config, f.name)
+        keys.append(prefix + f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(dotted_keys(value, prefix + f.name + "."))
+    return keys
+
+
+def _did_you_mean(config: Any, key: str) -> str:
+    """``"; did you mean sac.batch_size?"`` for a mistyped or undotted key, or ``""``."""
+    keys = dotted_keys(config)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]  # "batch_size" for "sac.batch_size"
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.75)
+    guesses = list(dict.fromkeys(same_leaf + close))[:3]
+    return f"; did you mean {' or '.join(guesses)}?" if guesses else ""
 
 
 def _set_path(config: Any, path: list[str], raw: str, full_key: str) -> Any:
@@ -63,7 +144,7 @@ def _set_path(config: Any, path: list[str], raw: str, full_key: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(config) if f.init}
     name = path[0]
     if name not in fields:
-        raise ConfigError(f"unknown config key {full_key!r}; valid keys here: {', '.join(sorted(fields))}")
+        raise _UnknownKey(full_key, sorted(fields))
     if len(path) > 1:
         value = _set_path(getattr(config, name), path[1:], raw, full_key)
     else:
@@ -91,6 +172,9 @@ def _parse_scalar(raw: str, hint: Any) -> Any:
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    members = _tagged_members(hint)
+    if members is not None:
+        return _coerce_tagged(members, value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

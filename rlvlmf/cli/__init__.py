@@ -47,7 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    _accept_verbose_anywhere(parser)
     return parser
+
+
+def _accept_verbose_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let ``-v`` follow any sub-command too (``rlvlmf train -v``), as people type it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if "-v" not in sub._option_string_actions:
+                    # SUPPRESS: when absent here, the value given (or not) before the sub-command stands.
+                    sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="log debug messages")
+                _accept_verbose_anywhere(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

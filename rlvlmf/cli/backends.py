@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict
 
 from rlvlmf.feedback.registry import list_backends
@@ -27,14 +28,14 @@ def run(args: argparse.Namespace) -> int:
     infos = list_backends()
     if args.json:
         for info in infos:
-            print(json.dumps(asdict(info)))
+            print(json.dumps({**asdict(info), "key_set": {name: _is_set(name) for name in info.key_env}}))
         return 0
     rows = [
         (
             info.family,
             "yes" if info.installed else "no",
             ", ".join(info.requires) or "-",
-            ", ".join(info.key_env) or "-",
+            ", ".join(f"{name} ({'set' if _is_set(name) else 'not set'})" for name in info.key_env) or "-",
             info.description if info.installed else f"missing {', '.join(info.missing)}",
         )
         for info in infos
@@ -44,3 +45,8 @@ def run(args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
     return 0
+
+
+def _is_set(name: str) -> bool:
+    """Whether an API-key variable holds something; the value itself is never shown."""
+    return bool(os.environ.get(name, "").strip())
