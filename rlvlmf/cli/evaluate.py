@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a trained policy: return, success rate and their 95%% CIs, optional video",
         description="Load RUN_DIR's policy (latest checkpoint, or --checkpoint) and run it deterministically for "
         "N episodes in the run's env, each from its own seeded start. Prints the mean env return and the "
-        "success rate (where the env reports success) with 95%% bootstrap confidence intervals over episodes.",
+        "success rate (where the env reports success) with 95% bootstrap confidence intervals over episodes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
