@@ -30,25 +30,27 @@ from rlvlmf.audit import plots
 from rlvlmf.audit.codegen_view import codegen_section
 from rlvlmf.audit.relabel import HUMAN_LABELER, human_labels
 from rlvlmf.audit.stats import (
-    ABSTAIN,
-    CORRECT,
-    FAILED,
     GT_ROWS,
     LABEL_COLUMNS,
     LABEL_NAMES,
-    NO_GT,
-    WRONG,
-    AuditSummary,
     GapBin,
     confusion,
     gap,
     gap_bins,
-    outcome,
-    summarize,
 )
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.images import encode_png
 from rlvlmf.feedback.store import QueryStore, StoredQuery
+from rlvlmf.feedback.summary import (
+    ABSTAIN,
+    CORRECT,
+    FAILED,
+    NO_GT,
+    WRONG,
+    StoreStats,
+    outcome,
+    summarize,
+)
 from rlvlmf.utils.atomic import atomic_open
 
 OUTCOMES: tuple[str, ...] = (WRONG, ABSTAIN, FAILED, CORRECT, NO_GT)
@@ -107,7 +109,7 @@ class AuditResult:
 
     html_path: Path
     files_dir: Path
-    summary: AuditSummary
+    summary: StoreStats
     bins: list[GapBin]
     confusion: dict[int | None, dict[int, int]]
     listed: int
@@ -162,13 +164,13 @@ def _gt_name(label: int | None) -> str:
     return "tie" if label == -1 else _label_name(label)
 
 
-def summary_dict(summary: AuditSummary, bins: Sequence[GapBin], table: Mapping[int | None, Mapping[int, int]]) -> dict[str, Any]:
+def summary_dict(summary: StoreStats, bins: Sequence[GapBin], table: Mapping[int | None, Mapping[int, int]]) -> dict[str, Any]:
     """JSON-ready numbers of the report (written as ``stats.json`` beside it)."""
     return {
-        "queries": summary.queries,
+        "queries": summary.total,
         "ok": summary.ok,
         "failed": summary.failed,
-        "labels": {str(k): v for k, v in summary.labels.items()},
+        "labels": {str(k): summary.labels.get(k, 0) for k in LABEL_COLUMNS},
         "abstains": summary.abstains,
         "outcomes": summary.outcomes,
         "agreement": summary.agreement,
@@ -229,14 +231,14 @@ _JS = """
 """
 
 
-def _summary_section(summary: AuditSummary) -> str:
+def _summary_section(summary: StoreStats) -> str:
     rows = [
-        ("queries", "queries (rows)", summary.queries),
+        ("queries", "queries (rows)", summary.total),
         ("ok", "answered", summary.ok),
         ("failed", "failed", summary.failed),
-        ("label-first", "label: first better", summary.labels[0]),
-        ("label-second", "label: second better", summary.labels[1]),
-        ("label-none", "label: no preference / abstain", summary.labels[-1]),
+        ("label-first", "label: first better", summary.labels.get(0, 0)),
+        ("label-second", "label: second better", summary.labels.get(1, 0)),
+        ("label-none", "label: no preference / abstain", summary.labels.get(-1, 0)),
         ("correct", "agree with ground truth", summary.outcomes[CORRECT]),
         ("wrong", "disagree with ground truth", summary.outcomes[WRONG]),
         ("agreement", "agreement (correct / labelled with gt)", _fmt(summary.agreement)),
@@ -499,3 +501,26 @@ def write_audit_report(
     # rather than fail to write the report.
     write_shared(out, page.encode("utf-8", "backslashreplace"))
     return AuditResult(out, files_dir, summary, bins, table, listed, relabel_rows, plot_paths)
+
+
+def write_codegen_report(store_root: str | os.PathLike[str], out: str | os.PathLike[str], thumb_size: int = 160) -> Path | None:
+    """Write the audit page of a store that holds code-generation sessions but no queries.
+
+    ``rlvlmf codegen`` keeps its sessions in the store folder without asking preference
+    queries, so such a store has nothing for the query sections to show.
+
+    Returns:
+        The HTML file written, or ``None`` when the store has no code-generation records either.
+    """
+    root, out = Path(store_root), Path(out)
+    section = codegen_section(root, thumb_size)
+    if not section:
+        return None
+    title = f"rlvlmf query audit: {root}"
+    body = f"<h1>{_e(title)}</h1><p>No preference queries in this store; its code-generation records:</p>{section}"
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>{body}<script>{_JS}</script></body></html>"
+    )
+    write_shared(out, page.encode("utf-8", "backslashreplace"))
+    return out

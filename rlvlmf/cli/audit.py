@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
+from rlvlmf.feedback.store import DB_NAME, DEFAULT_STORE_DIR, QueryStore
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def register_audit(subparsers: argparse._SubParsersAction) -> None:
 
 def run_audit(args: argparse.Namespace) -> int:
     """Write the report and print where it is."""
-    from rlvlmf.audit.report import AuditConfig, write_audit_report
+    from rlvlmf.audit.report import AuditConfig, write_audit_report, write_codegen_report
 
     config = AuditConfig(
         run_id=args.run,
@@ -61,12 +61,25 @@ def run_audit(args: argparse.Namespace) -> int:
         from rlvlmf.reward.saliency import overlay_fn
 
         saliency = overlay_fn(load_reward_model(args.model))
+    if not (args.run or args.labeler) and _holds_no_queries(Path(args.store)):
+        page = write_codegen_report(args.store, args.out, args.thumb_size)
+        if page is not None:
+            print(f"wrote {page} (no queries in {args.store}, only its code-generation sessions)")
+            return 0
     with QueryStore(args.store, create=False) as store:
         result = write_audit_report(store, args.out, config, saliency)
     agreement = "-" if result.summary.agreement is None else f"{result.summary.agreement:.3f}"
-    print(f"wrote {result.html_path} ({result.summary.queries} queries, agreement {agreement}, {result.listed} pairs listed)")
+    print(f"wrote {result.html_path} ({result.summary.total} queries, agreement {agreement}, {result.listed} pairs listed)")
     print(f"plots, stats.json and relabel.csv ({result.relabel_rows} pairs) in {result.files_dir}")
     return 0
+
+
+def _holds_no_queries(root: Path) -> bool:
+    """Whether a store folder has no query database, or one without rows (e.g. after ``rlvlmf codegen`` only)."""
+    if not (root / DB_NAME).exists():
+        return True
+    with QueryStore(root, create=False) as store:
+        return store.stats().total == 0
 
 
 # --------------------------------------------------------------------------- export / import

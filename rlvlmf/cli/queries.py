@@ -20,7 +20,8 @@ from rlvlmf.feedback.base import FramePair
 from rlvlmf.feedback.images import decode_png
 from rlvlmf.feedback.labeler import LabeledQuery, Labeler, LabelerConfig
 from rlvlmf.feedback.registry import make_backend
-from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore, StoreStats
+from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
+from rlvlmf.feedback.summary import StoreStats
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:

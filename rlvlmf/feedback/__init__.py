@@ -10,7 +10,8 @@ The usual entry points::
 from rlvlmf.feedback.base import Answer, Backend, BackendError, FramePair, Label, TransientBackendError
 from rlvlmf.feedback.labeler import LabeledQuery, Labeler, LabelerConfig, LabelerStats
 from rlvlmf.feedback.registry import BackendInfo, BackendSpec, list_backends, make_backend, parse_spec
-from rlvlmf.feedback.store import QueryStore, StoredQuery, StoreStats, frame_hash, query_key
+from rlvlmf.feedback.store import QueryStore, StoredQuery, frame_hash, query_key
+from rlvlmf.feedback.summary import StoreStats
 
 __all__ = [
     "Answer",

@@ -33,7 +33,6 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.base import Answer, FramePair, Label
 from rlvlmf.feedback.images import decode_png, encode_png
+from rlvlmf.feedback.summary import StoreStats, summarize
 from rlvlmf.utils.hashing import canonical_json, frame_hash
 
 DEFAULT_STORE_DIR = "queries"
@@ -246,62 +246,6 @@ class RunUsage:
     def tokens(self) -> int:
         """Input plus output tokens."""
         return self.input_tokens + self.output_tokens
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    """Summary of the rows of a store (one run or all).
-
-    Attributes:
-        total: Rows counted.
-        ok: Rows holding an answer.
-        failed: Rows whose query failed for good.
-        labels: Count of each label among ok rows (keys ``0``, ``1``, ``-1``).
-        abstains: Count of each abstain reason among ok rows.
-        with_gt: Ok rows with a real label and a ground-truth label that is not a tie.
-        agree: Of those, how many match the ground truth.
-        input_tokens: Tokens billed (all rows).
-        output_tokens: Completion tokens billed (all rows).
-        cost_usd: Estimated dollars (all rows).
-        latency_s: ``{"p50": .., "p90": .., "p99": ..}`` over ok rows (empty when none).
-        by_backend: Rows per ``family:model``.
-    """
-
-    total: int
-    ok: int
-    failed: int
-    labels: dict[int, int]
-    abstains: dict[str, int]
-    with_gt: int
-    agree: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    latency_s: dict[str, float]
-    by_backend: dict[str, int]
-
-    @property
-    def agreement(self) -> float | None:
-        """Fraction of labeled rows agreeing with the ground truth, ``None`` if none to compare."""
-        return self.agree / self.with_gt if self.with_gt else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "total": self.total,
-            "ok": self.ok,
-            "failed": self.failed,
-            "labels": {str(k): v for k, v in sorted(self.labels.items())},
-            "abstains": self.abstains,
-            "with_gt": self.with_gt,
-            "agree": self.agree,
-            "agreement": self.agreement,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_usd": self.cost_usd,
-            "latency_s": self.latency_s,
-            "by_backend": self.by_backend,
-        }
 
 
 # --------------------------------------------------------------------------- store
@@ -560,30 +504,8 @@ class QueryStore:
         return RunUsage(int(row[0]), int(row[1]), int(row[2]), float(row[3]))
 
     def stats(self, run_id: str | None = None, labeler: str | None = None) -> StoreStats:
-        """Counts, labels, abstains, ground-truth agreement, tokens, cost and latency percentiles."""
-        rows = list(self.iter_queries(run_id=run_id, labeler=labeler))
-        ok_rows = [row for row in rows if row.ok]
-        compared = [
-            row for row in ok_rows if row.label is not Label.NONE and row.gt_label is not None and row.gt_label is not Label.NONE
-        ]
-        latencies = np.array([row.latency_s for row in ok_rows], dtype=np.float64)
-        percentiles = (
-            {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 99)} if latencies.size else {}
-        )
-        return StoreStats(
-            total=len(rows),
-            ok=len(ok_rows),
-            failed=len(rows) - len(ok_rows),
-            labels=dict(Counter(int(row.label) for row in ok_rows)),
-            abstains=dict(Counter(row.abstain_reason for row in ok_rows if row.abstain_reason is not None)),
-            with_gt=len(compared),
-            agree=sum(row.label == row.gt_label for row in compared),
-            input_tokens=sum(row.input_tokens for row in rows),
-            output_tokens=sum(row.output_tokens for row in rows),
-            cost_usd=float(sum(row.cost_usd for row in rows)),
-            latency_s=percentiles,
-            by_backend=dict(Counter(f"{row.family}:{row.model}" if row.model else row.family for row in rows)),
-        )
+        """Counts, labels, abstains, ground-truth agreement, flips, tokens, cost and latency (see ``summarize``)."""
+        return summarize(self.iter_queries(run_id=run_id, labeler=labeler))
 
     def close(self) -> None:
         """Close the database connection. Safe to call twice."""

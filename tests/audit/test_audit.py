@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 from rlvlmf.audit.report import AuditConfig, write_audit_report
-from rlvlmf.audit.stats import ABSTAIN, CORRECT, FAILED, NO_GT, WRONG, flip_stats, gap_bins, outcome
+from rlvlmf.audit.stats import gap_bins
 from rlvlmf.codegen.records import CodegenRecorder, messages_record
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.feedback.chat import ChatMessage
 from rlvlmf.feedback.base import Answer, FramePair, Label
 from rlvlmf.feedback.store import QueryStore, frame_hash, query_key
+from rlvlmf.feedback.summary import ABSTAIN, CORRECT, FAILED, NO_GT, WRONG, flip_stats, outcome, summarize
 
 TASK = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",))
 IDENTITY = {"family": "fake", "model": "fake-vlm-1"}
@@ -81,6 +82,11 @@ def test_outcomes_bins_and_flips(tmp_path: Path, rng: np.random.Generator) -> No
     assert [(b.correct, b.wrong, b.abstain) for b in explicit] == [(1, 0, 0), (3, 2, 1)]
     flips = flip_stats(rows)
     assert (flips.both_orders, flips.compared, flips.flips, flips.flip_rate) == (1, 1, 1, 1.0)
+    # One summary for the store, `queries stats` and the report.
+    stats = store.stats()
+    assert stats == summarize(rows) and stats.flips == flips
+    assert (stats.with_gt, stats.agree, stats.agreement) == (6, 4, pytest.approx(4 / 6))
+    assert stats.to_dict()["outcomes"] == {CORRECT: 4, WRONG: 2, ABSTAIN: 1, NO_GT: 2, FAILED: 1}
 
 
 def _cell(page: str, ident: str) -> str:
