@@ -32,6 +32,7 @@ import json
 import math
 import os
 import resource
+import string
 import struct
 import sys
 
@@ -146,9 +147,37 @@ def check_source(code: str) -> str | None:
         elif isinstance(node, ast.Attribute):
             if node.attr.startswith("_") or node.attr in FORBIDDEN_ATTRIBUTES:
                 return f"forbidden attribute {node.attr} (line {node.lineno})"
+            if node.attr in ("format", "format_map"):
+                reason = _check_format(node)
+                if reason:
+                    return reason
         elif isinstance(node, ast.Name):
             if node.id.startswith("__") or node.id in FORBIDDEN_NAMES:
                 return f"forbidden name {node.id} (line {node.lineno})"
+    return None
+
+
+def _check_format(node: ast.Attribute) -> str | None:
+    """``str.format`` walks attributes and indexes of its arguments by name, unseen by the
+    attribute check: ``'{0._core.records.os.environ}'.format(np)`` reads the environment.
+    Only a literal template is allowed, and only with plain fields (``{0}``, ``{x:.2f}``)."""
+    if not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+        return f"{node.attr} only on a literal template string (line {node.lineno})"
+    return _check_template(node.value.value, node.lineno)
+
+
+def _check_template(template: str, lineno: int) -> str | None:
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"malformed format string (line {lineno}): {exc}"
+    for _, name, spec, _ in fields:
+        if name and ("." in name or "[" in name):
+            return f"format field {{{name}}} reaches into an argument (line {lineno}); format the value itself"
+        if spec and "{" in spec:  # a nested field, as in '{0:{1}}'
+            reason = _check_template(spec, lineno)
+            if reason:
+                return reason
     return None
 
 

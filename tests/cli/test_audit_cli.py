@@ -51,3 +51,24 @@ def test_audit_relabel_export_import(tmp_path: Path, rng: np.random.Generator, c
     assert "no query store" in capsys.readouterr().err
     assert main(["queries", "audit", "--store", str(tmp_path / "q"), "--run", "nope", "--out", str(tmp_path / "x.html")]) == 2
     assert "no queries for run 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("with_empty_database", [False, True])
+def test_audit_of_a_store_with_only_codegen_sessions_shows_them(tmp_path: Path, with_empty_database: bool,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from rlvlmf.codegen.records import CodegenRecorder
+
+    store = tmp_path / "queries"
+    recorder = CodegenRecorder(store, "drawer-open-20260101-000000")
+    recorder.save("session", {"task": "drawer-open", "backend": {"family": "openai", "model": "gpt-4o"}})
+    recorder.save("result", {"verdict": "verified"})
+    if with_empty_database:
+        QueryStore(store).close()
+    out = tmp_path / "audit.html"
+    assert main(["queries", "audit", "--store", str(store), "--out", str(out)]) == 0
+    assert "only its code-generation sessions" in capsys.readouterr().out
+    page = out.read_text()
+    assert "Reward code generation" in page and "drawer-open-20260101-000000" in page
+    # A folder with neither queries nor sessions is still an error, with the one line it always had.
+    assert main(["queries", "audit", "--store", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "no query store" in capsys.readouterr().err

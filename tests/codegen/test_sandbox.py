@@ -95,6 +95,14 @@ def test_temp_dir_is_removed_on_close() -> None:
         ("np.zeros(1).tofile('/tmp/x')", "forbidden attribute tofile"),
         ("x = np.lib.npyio", "forbidden attribute lib"),
         ("x = (i for i in []).gi_frame.f_back", "forbidden attribute"),
+        # str.format walks attributes and indexes by name, out of the attribute check's sight.
+        ("x = '{0._core.records.os.environ}'.format(np)", "format field {0._core.records.os.environ} reaches"),
+        ("x = '{0.lib}'.format(np)", "format field {0.lib} reaches into an argument"),
+        ("x = '{m[0]}'.format(m=[np])", "reaches into an argument"),
+        ("x = '{0:{1.dtype}}'.format(1, np.zeros(1))", "format field {1.dtype} reaches"),
+        ("t = '{0.x}'\nx = t.format(np)", "format only on a literal template string"),
+        ("x = str.format('{0._core}', np)", "format only on a literal template string"),
+        ("f = '{0'.format", "malformed format string"),
         ("class A:\n    pass", "class definitions are not allowed"),
         ("def f(:", "syntax error"),
     ],
@@ -111,6 +119,7 @@ def test_source_check_rejects_before_running(body: str, reason: str) -> None:
 def test_source_check_accepts_ordinary_numpy_code() -> None:
     assert check_source(GOOD) is None
     assert check_source("import numpy.linalg as la\nfrom math import pi\nx = [i for i in range(3)]") is None
+    assert check_source("x = '{0} {name:.2f} {0:>{1}}'.format(1, 5, name=2.0) + f'{np.pi:.3f}'") is None
 
 
 @pytest.mark.parametrize(
