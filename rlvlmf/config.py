@@ -236,20 +236,20 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def parse_options(items: Iterable[str]) -> dict[str, Any]:
-    """``["beta=1", "mode=one-stage"]`` -> ``{"beta": 1, "mode": "one-stage"}``.
+def parse_options(items: Iterable[str] | None) -> dict[str, Any]:
+    """``["beta=1", "mode=one-stage"]`` -> ``{"beta": 1, "mode": "one-stage"}`` (backend options).
 
     Values that read as JSON (numbers, ``true``/``false``, ``null``) become those; the rest
-    stay text.
+    stay text. ``None`` (no ``-o`` given) is no options.
 
     Raises:
-        ConfigError: An item is not ``key=value``.
+        ConfigError: An item is not ``KEY=VALUE``.
     """
     options: dict[str, Any] = {}
-    for item in items:
+    for item in items or ():
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"option {item!r} is not of the form key=value")
+            raise ConfigError(f"option {item!r} must look like KEY=VALUE (e.g. temperature=0)")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from rlvlmf.cli.queries import parse_options
 from rlvlmf.codegen.episodes import Episode, collect, load_trajectories, metaworld_expert, random_policy
 from rlvlmf.codegen.generate import CodegenConfig, CodegenResult, agenerate_reward_code
 from rlvlmf.codegen.records import CodegenRecorder, new_session_id
 from rlvlmf.codegen.sandbox import SandboxLimits
 from rlvlmf.codegen.verify import VerificationConfig
+from rlvlmf.config import parse_options
 from rlvlmf.envs.registry import make_env
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.chat import ChatBackend

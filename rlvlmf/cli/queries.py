@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvlmf.cli.audit import SUBCOMMANDS as AUDIT_SUBCOMMANDS
+from rlvlmf.config import parse_options
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.base import FramePair
@@ -27,24 +28,6 @@ from rlvlmf.feedback.summary import StoreStats
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--store DIR`` option every sub-command shares."""
     parser.add_argument("--store", default=DEFAULT_STORE_DIR, metavar="DIR", help="query store directory (default: %(default)s)")
-
-
-def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """Turn ``KEY=VALUE`` strings into backend options; values are JSON when they parse, else text.
-
-    Raises:
-        ConfigError: An item has no ``=``.
-    """
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"backend option {item!r} must look like KEY=VALUE (e.g. -o temperature=0)")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 # --------------------------------------------------------------------------- ask

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from rlvlmf.errors import UserError
+from rlvlmf.feedback.store import DEFAULT_STORE_DIR
 
 DEFAULT_PRESET = "cartpole-swingup"
 
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, help="env steps (default: the preset's schedule)")
     parser.add_argument("--out", default="runs", help="folder of run folders (default: %(default)s)")
     parser.add_argument("--name", help="run folder name (default: PRESET-REWARD-BACKEND-sSEED)")
-    parser.add_argument("--store", default="queries", help="query store folder (default: %(default)s)")
+    parser.add_argument("--store", default=DEFAULT_STORE_DIR, help="query store folder (default: %(default)s)")
     parser.add_argument("--export-dir", default=os.environ.get("RLVLMF_REWARD_MODELS", "reward_models"),
                         help="where the final reward model is also exported as NAME.pt "
                         "(default: $RLVLMF_REWARD_MODELS or %(default)s)")

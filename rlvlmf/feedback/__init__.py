@@ -3,7 +3,7 @@
 The usual entry points::
 
     backend = make_backend("openai:gpt-4o")
-    with Labeler(backend, task, QueryStore("queries"), LabelerConfig(max_in_flight=16)) as labeler:
+    with Labeler(backend, task, QueryStore(), LabelerConfig(max_in_flight=16)) as labeler:
         results = labeler.label(pairs)
 """
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlvlmf.feedback.store import QueryStore
+from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
 from rlvlmf.testing.rule_vlm import RuleVLM, rule_label
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def crash_and_resume(url: str, rule: RuleVLM, work: Path, plan: Sequence[Kill], 
         AssertionError: A launch failed (exit code other than 0 or -SIGKILL), or the run
             did not finish.
     """
-    out, store = work / "runs", work / "queries"
+    out, store = work / "runs", work / DEFAULT_STORE_DIR
     log = CrashLog(out / name, store)
     fresh = train_command(url, out, name, store, steps, extra)
     resume = [sys.executable, "-m", "rlvlmf", "train", "--resume", str(out / name), "--store", str(store), "--no-progress"]

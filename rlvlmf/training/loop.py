@@ -48,7 +48,7 @@ from rlvlmf.training.evaluate import evaluate_policy
 from rlvlmf.feedback.base import FramePair, Label
 from rlvlmf.feedback.labeler import Labeler
 from rlvlmf.feedback.registry import make_backend
-from rlvlmf.feedback.store import QueryStore
+from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
 from rlvlmf.training.metrics import MetricsLogger
 from rlvlmf.training.query_pool import QueryPool
 from rlvlmf.reward.ensemble import RewardEnsemble
@@ -108,7 +108,7 @@ class RunSummary:
 class Trainer:
     """Holds the state of one run; ``run()`` is the PEBBLE loop."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, *, store_dir: str | Path = "queries",
+    def __init__(self, config: TrainConfig, run_dir: Path, *, store_dir: str | Path = DEFAULT_STORE_DIR,
                  export_dir: str | Path | None = "reward_models", progress: bool = True) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
@@ -566,7 +566,7 @@ class Trainer:
 
 
 def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, checkpoint: str | None = None,
-                 store_dir: str | Path = "queries", export_dir: str | Path | None = "reward_models", progress: bool = True,
+                 store_dir: str | Path = DEFAULT_STORE_DIR, export_dir: str | Path | None = "reward_models", progress: bool = True,
                  stop_after: int | None = None) -> RunSummary:
     """Train one run in ``run_dir``, or continue it from its latest checkpoint.
 

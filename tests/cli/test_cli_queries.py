@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rlvlmf.cli import main
+from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.images import encode_png
 from rlvlmf.testing.openai_server import FakeOpenAIServer
 
@@ -114,3 +115,15 @@ def test_subprocess_smoke(tmp_path: Path, rng: np.random.Generator) -> None:
     assert result["label"] == -1 and result["abstain_reason"] == "position flip"
     help_text = subprocess.run([sys.executable, "-m", "rlvlmf", "queries", "--help"], cwd=REPO, capture_output=True, text=True)
     assert "ask" in help_text.stdout and "stats" in help_text.stdout
+
+
+def test_backend_options_are_parsed_by_the_one_parse_options() -> None:
+    from rlvlmf.cli import codegen, queries
+    from rlvlmf.config import parse_options
+
+    assert queries.parse_options is parse_options and codegen.parse_options is parse_options
+    assert parse_options(None) == {}
+    assert parse_options(["beta=1", " mode =one-stage", "flag=true", "url=http://x:1/v1"]) == {
+        "beta": 1, "mode": "one-stage", "flag": True, "url": "http://x:1/v1"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_options(["beta"])

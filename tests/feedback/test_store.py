@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import sqlite3
@@ -15,10 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import rlvlmf
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import UserError
 from rlvlmf.feedback.base import Answer, FramePair, Label
-from rlvlmf.feedback.store import QueryStore, frame_hash, ground_truth, query_key
+from rlvlmf.feedback.store import (
+    DEFAULT_STORE_DIR,
+    QueryStore,
+    frame_hash,
+    ground_truth,
+    query_key,
+)
 from rlvlmf.testing.backends import brighter_second, random_pairs
 
 TASK = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",), ("a closed drawer",))
@@ -272,3 +280,29 @@ def test_key_covers_only_the_task_fields_a_backend_reads(rng: np.random.Generato
     assert query_key(IDENTITY, TASK, *hashes, task_fields=goal_only) == query_key(IDENTITY, edited, *hashes, task_fields=goal_only)
     with pytest.raises(UserError, match="colour"):
         query_key(IDENTITY, TASK, *hashes, task_fields=("colour",))
+
+
+def _store_dir_literals(source: str) -> list[int]:
+    """Lines where ``source`` types the default store folder instead of naming DEFAULT_STORE_DIR:
+    a parameter default, a ``default=`` keyword, or a path joined with it."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.arguments):
+            candidates = [*node.defaults, *(d for d in node.kw_defaults if d is not None)]
+        elif isinstance(node, ast.keyword) and node.arg == "default":
+            candidates = [node.value]
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            candidates = [node.right]
+        else:
+            continue
+        found += [c.lineno for c in candidates if isinstance(c, ast.Constant) and c.value == DEFAULT_STORE_DIR]
+    return found
+
+
+def test_the_default_store_folder_has_one_name() -> None:
+    # A typed-out "queries" elsewhere would silently split runs across two stores if the default moved.
+    assert _store_dir_literals('def f(store="queries"): return Path(x) / "queries"') == [1, 1]
+    root = Path(rlvlmf.__file__).parent
+    offenders = {str(path.relative_to(root)): lines for path in sorted(root.rglob("*.py"))
+                 if path.name != "store.py" and (lines := _store_dir_literals(path.read_text(encoding="utf-8")))}
+    assert offenders == {}
