@@ -13,7 +13,7 @@ import pytest
 from rlvlmf.audit.export import export_store, import_file, read_records
 from rlvlmf.errors import MissingDependencyError, UserError
 from rlvlmf.feedback.store import QueryStore
-from tests.audit.test_audit import build_store
+from rlvlmf.testing.audit_store import build_store
 
 
 def _assert_same_store(source: QueryStore, copy: QueryStore) -> None:

@@ -11,7 +11,7 @@ from rlvlmf.audit.relabel import HUMAN_LABELER, human_key, parse_human_label, re
 from rlvlmf.audit.report import AuditConfig, write_audit_report
 from rlvlmf.errors import UserError
 from rlvlmf.feedback.base import Label
-from tests.audit.test_audit import build_store
+from rlvlmf.testing.audit_store import build_store
 
 
 def test_template_filled_in_becomes_human_rows(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -12,7 +12,7 @@ from rlvlmf.cli import main
 from rlvlmf.feedback.store import QueryStore
 from rlvlmf.reward.config import RewardModelConfig
 from rlvlmf.reward.ensemble import RewardEnsemble
-from tests.audit.test_audit import build_store
+from rlvlmf.testing.audit_store import build_store
 
 
 def test_audit_relabel_export_import(tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]) -> None:
