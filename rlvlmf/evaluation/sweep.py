@@ -15,6 +15,7 @@ apart methods that differ only by ``--set`` overrides (e.g. a noisy scripted tea
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -34,6 +35,7 @@ from typing import Any
 from rlvlmf.errors import ConfigError, MissingDependencyError
 from rlvlmf.training.run_files import RunFiles
 from rlvlmf.utils.atomic import atomic_write_text
+from rlvlmf.utils.lock import ProcessLock
 
 logger = logging.getLogger(__name__)
 
@@ -409,9 +411,20 @@ def run_sweep(
     Raises:
         ConfigError: ``workers`` < 1.
         MissingDependencyError: ``ray_address`` given but Ray is not installed.
+        UserError: Another sweep is running over the same manifest (the message names its PID).
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    with contextlib.ExitStack() as held:
+        # One sweep per manifest: a second one would start the same runs again beside the first.
+        for out in sorted({spec.out for spec in specs}):
+            out.mkdir(parents=True, exist_ok=True)
+            held.enter_context(ProcessLock(out / f".{MANIFEST_NAME}.lock", f"sweep {out / MANIFEST_NAME}"))
+        return _run_sweep(specs, workers, ray_address, command_for, env, on_done)
+
+
+def _run_sweep(specs: Sequence[RunSpec], workers: int, ray_address: str | None, command_for: CommandFor,
+               env: Mapping[str, str] | None, on_done: Callable[[RunOutcome], None] | None) -> SweepResult:
     write_manifest(specs)
     states = {spec.name: run_state(spec.run_dir) for spec in specs}
     outcomes: dict[str, RunOutcome] = {}

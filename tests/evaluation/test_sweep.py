@@ -310,3 +310,24 @@ def test_real_tiny_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixtu
     methods = {g["method"]: g for g in data["groups"]}
     assert set(methods) == {"env", "preference:scripted"}
     assert methods["env"]["finished"] == 2 and methods["preference:scripted"]["labels_per_run"] > 0
+
+
+def test_a_second_sweep_over_the_same_manifest_is_refused_naming_the_first(tmp_path: Path, fake_train) -> None:
+    from rlvlmf.errors import UserError
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    specs = expand_grid(["a"], [0], [Variant("env", reward="env")], out=out)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from rlvlmf.utils.lock import ProcessLock; "
+         "ProcessLock(sys.argv[1], 'x').acquire(); print('held', flush=True); time.sleep(120)", str(out / ".sweep.json.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=f"sweep {out / 'sweep.json'} is in use by process {holder.pid}"):
+            run_sweep(specs, command_for=fake_train)
+        assert run_state(specs[0].run_dir) is RunState.NEW  # nothing was started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not run_sweep(specs, command_for=fake_train).failed  # the lock died with its holder
