@@ -24,8 +24,12 @@ from rlvlmf.reward.losses import bradley_terry_loss, correct_and_counted
 from rlvlmf.reward.nets import RewardNet, preprocess_frames
 from rlvlmf.reward.preferences import PreferenceBatch, PreferenceDataset
 from rlvlmf.utils.atomic import atomic_open
+from rlvlmf.utils.device import as_device, autocast, to_device
 
 _FORMAT_VERSION = 1
+ACCELERATOR_PREDICT_BATCH = 8192
+"""Steps per forward pass when predicting on a GPU, where a pass's fixed cost dominates small
+batches (``predict_batch_size`` is tuned for CPU caches)."""
 
 
 @dataclass(frozen=True)
@@ -60,18 +64,23 @@ class FitReport:
 class RewardEnsemble(nn.Module):
     """``ensemble_size`` reward networks plus their optimizer (kept across rounds)."""
 
-    def __init__(self, config: RewardModelConfig, seed: int = 0) -> None:
+    def __init__(self, config: RewardModelConfig, seed: int = 0, device: torch.device | str = "cpu") -> None:
         """Build members with torch's RNG forked, so the caller's global state is untouched.
 
         Args:
             config: Architecture and fitting settings.
             seed: Seeds the members' initialisation.
+            device: Where the members fit and predict (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+                Inputs stay numpy on the host and move there per batch (frames as uint8).
         """
         super().__init__()
         self.config = config
+        self.device = as_device(device)
+        # Initialised on the CPU whatever the device, so a seed gives the same members everywhere.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.members = nn.ModuleList(RewardNet(config) for _ in range(config.ensemble_size))
+        self.members.to(self.device)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
         self.rounds = 0
         """Feedback rounds fit so far."""
@@ -83,17 +92,25 @@ class RewardEnsemble(nn.Module):
         if self.config.uses_frames:
             if inputs.frames is None:
                 raise ValueError("this reward model reads frames, but the inputs carry none")
-            frames = torch.from_numpy(np.ascontiguousarray(inputs.frames))
+            # Frames travel as uint8 (a quarter of float32's bytes) and are scaled on the device.
+            frames = to_device(torch.from_numpy(np.ascontiguousarray(inputs.frames)), self.device)
             images = preprocess_frames(frames.reshape(-1, *frames.shape[-3:]))
         if self.config.uses_states:
             if inputs.states is None:
                 raise ValueError("this reward model reads state vectors, but the inputs carry none")
-            s = torch.from_numpy(np.ascontiguousarray(inputs.states, dtype=np.float32))
+            s = to_device(torch.from_numpy(np.ascontiguousarray(inputs.states, dtype=np.float32)), self.device)
             states = s.reshape(-1, s.shape[-1])
         return images, states
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.compute_dtype == "bfloat16")
+        return autocast(self.device, self.config.compute_dtype == "bfloat16")
+
+    @property
+    def predict_batch_size(self) -> int:
+        """Steps per forward pass when predicting: the config's on a CPU, large ones on a GPU."""
+        if self.device.type == "cpu":
+            return self.config.predict_batch_size
+        return max(self.config.predict_batch_size, ACCELERATOR_PREDICT_BATCH)
 
     @torch.inference_mode()
     def member_rewards(self, inputs: RewardInputs, batch_size: int | None = None) -> np.ndarray:
@@ -101,7 +118,7 @@ class RewardEnsemble(nn.Module):
 
         Args:
             inputs: Frames ``(N, [T,] S, S, 3)`` uint8 and/or states ``(N, [T,] D)``.
-            batch_size: Steps per forward pass (default ``config.predict_batch_size``).
+            batch_size: Steps per forward pass (default ``predict_batch_size``).
 
         Returns:
             ``(E, N)`` or ``(E, N, T)`` float32 rewards.
@@ -116,14 +133,14 @@ class RewardEnsemble(nn.Module):
             None if inputs.frames is None else inputs.frames.reshape(-1, *inputs.frames.shape[-3:]),
             None if inputs.states is None else inputs.states.reshape(-1, inputs.states.shape[-1]),
         )
-        batch_size = batch_size or self.config.predict_batch_size
+        batch_size = batch_size or self.predict_batch_size
         total = flat.size
         out = np.empty((len(self.members), total), dtype=np.float32)
         with self._autocast():
             for start in range(0, total, batch_size):
                 images, states = self._tensors(flat.take(slice(start, start + batch_size)))
-                for e, member in enumerate(self.members):
-                    out[e, start:start + batch_size] = member(images, states).float().numpy()
+                rewards = torch.stack([member(images, states).float() for member in self.members])
+                out[:, start:start + batch_size] = rewards.cpu().numpy()  # one copy back per batch
         return out.reshape(len(self.members), *lead_shape)
 
     def predict(self, inputs: RewardInputs, batch_size: int | None = None) -> np.ndarray:
@@ -131,7 +148,7 @@ class RewardEnsemble(nn.Module):
 
         Args:
             inputs: Frames ``(N, S, S, 3)`` uint8 and/or states ``(N, D)`` float32.
-            batch_size: Steps per forward pass (default ``config.predict_batch_size``).
+            batch_size: Steps per forward pass (default ``predict_batch_size``).
 
         Returns:
             ``(N,)`` float32 rewards.
@@ -200,10 +217,10 @@ class RewardEnsemble(nn.Module):
                     # One gather for all members, split afterwards: fewer numpy calls.
                     batch = dataset.batch(chunk.reshape(-1))
                     m = chunk.shape[1]
-                    loss = torch.zeros(())
+                    loss = torch.zeros((), device=self.device)
                     for e, member in enumerate(self.members):
                         part = _slice_batch(batch, slice(e * m, (e + 1) * m))
-                        labels = torch.from_numpy(part.labels)
+                        labels = to_device(torch.from_numpy(part.labels), self.device)
                         first, second = self._batch_returns(member, part)
                         loss = loss + bradley_terry_loss(first, second, labels)
                         correct, counted = correct_and_counted(first.detach(), second.detach(), labels)
@@ -277,11 +294,11 @@ class RewardEnsemble(nn.Module):
             torch.save(self.state(), handle)
 
     @classmethod
-    def from_state(cls, state: dict) -> RewardEnsemble:
-        """Rebuild an ensemble from ``state()`` output."""
+    def from_state(cls, state: dict, device: torch.device | str = "cpu") -> RewardEnsemble:
+        """Rebuild an ensemble from ``state()`` output, saved on any device, onto ``device``."""
         if state.get("format") != _FORMAT_VERSION:
             raise UserError(f"reward model format {state.get('format')!r} is not supported (expected {_FORMAT_VERSION})")
-        ensemble = cls(from_dict(RewardModelConfig, state["config"]))
+        ensemble = cls(from_dict(RewardModelConfig, state["config"]), device=device)
         for member, member_state in zip(ensemble.members, state["members"], strict=True):
             member.load_state_dict(member_state)
         ensemble.optimizer.load_state_dict(state["optimizer"])
@@ -290,8 +307,8 @@ class RewardEnsemble(nn.Module):
         return ensemble
 
 
-def load_reward_model(path: str | Path) -> RewardEnsemble:
-    """Load an ensemble saved with ``RewardEnsemble.save``.
+def load_reward_model(path: str | Path, device: torch.device | str = "cpu") -> RewardEnsemble:
+    """Load an ensemble saved with ``RewardEnsemble.save`` (on any device) onto ``device``.
 
     Raises:
         UserError: The file is missing or is not a reward model of a known format.
@@ -302,7 +319,7 @@ def load_reward_model(path: str | Path) -> RewardEnsemble:
         raise UserError(f"cannot read reward model {path}: {err}") from err
     if not isinstance(state, dict):
         raise UserError(f"{path} is not a reward model saved by rlvlmf")
-    return RewardEnsemble.from_state(state)
+    return RewardEnsemble.from_state(state, device=device)
 
 
 def _slice_batch(batch: PreferenceBatch, index: slice | np.ndarray) -> PreferenceBatch:

@@ -112,7 +112,8 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = VIDEO
         raise ConfigError(f"video {path}: the suffix must be one of {', '.join(VIDEO_SUFFIXES)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".gif":
-        imageio.mimsave(path, list[Any](frames), duration=1 / fps, loop=0)
+        # imageio's GIF writer takes the frame duration in milliseconds (1 / fps would be 0 ms: as fast as a viewer can).
+        imageio.mimsave(path, list[Any](frames), duration=1000 / fps, loop=0)
         return
     # H.264 wants even sides; macro_block_size=1 keeps the frames' own size, so pad odd ones.
     height, width = frames[0].shape[:2]
