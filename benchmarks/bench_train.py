@@ -1,6 +1,6 @@
 """Throughput of the whole PEBBLE loop, and where its time goes.
 
-Run: .venv/bin/python benchmarks/bench_train.py [--settings pebble small] [--window 2000] [--repeats 1]
+Run: .venv/bin/python benchmarks/bench_train.py [--settings pebble small] [--window 2000] [--repeats 1] [--device auto]
 
 Trains dmc walker-walk with a state-based reward ensemble (``reward_model.input=state``) and
 the scripted teacher, through the real ``Trainer``, and reports env steps/s over a window of
@@ -39,6 +39,7 @@ import rlvlmf.training.loop as train_module
 from rlvlmf.training.metrics import MetricsLogger
 from rlvlmf.training.builder import build_config
 from rlvlmf.training.loop import Trainer
+from rlvlmf.utils.device import resolve_device
 
 SETTINGS: dict[str, list[str]] = {
     "pebble": ["sac.hidden_sizes=1024,1024", "sac.batch_size=1024", "sac.actor_lr=5e-4", "sac.critic_lr=5e-4"],
@@ -110,6 +111,7 @@ def run_once(setting: str, args: argparse.Namespace, workdir: Path) -> dict[str,
         f"seed_steps={args.seed_steps}", f"unsup_steps={args.unsup_steps}", f"num_interact={args.num_interact}",
         f"reward_batch={args.reward_batch}", "max_feedback=100000", f"eval_every={10 * window_end}",
         f"checkpoint_every={10 * window_end}", "eval_video=false", f"threads={args.threads}", "labeler.progress=false",
+        f"device={args.device}",
     ]
     config = build_config("walker-walk", overrides, steps=max(window_end + 1, args.capacity))
     run_dir = workdir / f"{setting}-{time.monotonic_ns()}"
@@ -151,10 +153,14 @@ def main() -> None:
     parser.add_argument("--reward-batch", type=int, default=50, help="queries per round")
     parser.add_argument("--capacity", type=int, default=500_000, help="replay buffer size (config.steps)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (SAC and the reward ensemble)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--progress", action="store_true", help="show the tqdm bar, as a real run does")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads={args.threads}, load average {os.getloadavg()[0]:.1f}")
+    device = resolve_device(args.device)
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads={args.threads}, device {device}{gpu}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"walker-walk, reward_model.input=state, ensemble 3, scripted teacher; seed {args.seed_steps} + unsup "
           f"{args.unsup_steps} steps, then a window of {args.window} steps with a feedback round every "
           f"{args.num_interact} steps ({args.reward_batch} queries each)")

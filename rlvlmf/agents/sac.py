@@ -7,11 +7,14 @@ Speed on a CPU comes from doing fewer, larger tensor ops: the two Q networks are
 module whose layers are batched matrix products (one ``baddbmm`` per layer for both), the
 critic's weights get no gradient during the actor step, and Adam uses its fused kernel.
 Optionally the matrix products run in bfloat16 (``matmul_dtype``), ~3x faster on CPUs with
-bfloat16 instructions, with float32 master weights.
+bfloat16 instructions, with float32 master weights. The agent lives on one device (``device=``);
+on a GPU the same code runs there, with one host copy of the scalars per update.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -23,8 +26,10 @@ from torch import nn
 
 from rlvlmf.agents.batch import TransitionBatch
 from rlvlmf.errors import ConfigError
+from rlvlmf.utils.device import as_device, autocast
 
 _LOG_2PI = math.log(2 * math.pi)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,10 @@ class SACConfig:
         actor_update_every: Critic updates between actor (and temperature) updates.
         log_std_min: Lower bound of the actor's log standard deviation.
         log_std_max: Upper bound of the actor's log standard deviation.
-        matmul_dtype: ``"float32"``, or ``"bfloat16"`` to run the forward passes under CPU
-            autocast (faster on CPUs with bfloat16 units; not the reference setting).
+        matmul_dtype: ``"float32"``, or ``"bfloat16"`` to run the forward passes under
+            bfloat16 autocast on the agent's device, CPU or GPU (faster on CPUs with bfloat16
+            units and on GPUs with bfloat16 tensor cores; not the reference setting). This is
+            the run's SAC precision switch; the reward model has ``compute_dtype``.
     """
 
     hidden_sizes: tuple[int, ...] = (1024, 1024)
@@ -139,7 +146,8 @@ class SAC:
     generator, whose state is part of ``state_dict``, so a resumed run acts identically.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, config: SACConfig = DMC_PEBBLE, seed: int = 0) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, config: SACConfig = DMC_PEBBLE, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         """Build the networks.
 
         Args:
@@ -147,20 +155,25 @@ class SAC:
             action_dim: Action length (actions in ``[-1, 1]``).
             config: Hyper-parameters.
             seed: Seeds the agent's generator.
+            device: Where the networks live and update (``auto``, ``cpu``, ``cuda``, ``cuda:N``);
+                ``update`` expects its batch there (``ReplayBuffer.batch(..., device=)``).
         """
         if obs_dim < 1 or action_dim < 1:
             raise ConfigError(f"SAC needs obs_dim and action_dim >= 1, got {obs_dim}, {action_dim}")
         self.obs_dim, self.action_dim, self.config = obs_dim, action_dim, config
-        self.generator = torch.Generator().manual_seed(seed)
-        self.actor = _mlp(obs_dim, config.hidden_sizes, 2 * action_dim)
+        self.device = as_device(device)
+        # One generator on the device draws initial weights and exploration noise, so the CPU
+        # stream is what it always was and a GPU draws its noise without a host round trip.
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.actor = _mlp(obs_dim, config.hidden_sizes, 2 * action_dim).to(self.device)
         with torch.no_grad():
             for module in self.actor:
                 if isinstance(module, nn.Linear):
                     nn.init.orthogonal_(module.weight, generator=self.generator)
                     module.bias.zero_()
-        self.critic = DoubleQ(obs_dim + action_dim, config.hidden_sizes)
-        self.critic_target = DoubleQ(obs_dim + action_dim, config.hidden_sizes)
-        self.log_alpha = torch.tensor(math.log(config.init_temperature), requires_grad=True)
+        self.critic = DoubleQ(obs_dim + action_dim, config.hidden_sizes).to(self.device)
+        self.critic_target = DoubleQ(obs_dim + action_dim, config.hidden_sizes).to(self.device)
+        self.log_alpha = torch.tensor(math.log(config.init_temperature), device=self.device, requires_grad=True)
         self.target_entropy = -float(action_dim)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, fused=True)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, fused=True)
@@ -175,7 +188,7 @@ class SAC:
         return self.log_alpha.exp()
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.matmul_dtype == "bfloat16")
+        return autocast(self.device, self.config.matmul_dtype == "bfloat16")
 
     def _policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std ``(B, A)`` of the pre-squash Gaussian."""
@@ -188,7 +201,7 @@ class SAC:
     def _sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A squashed sample ``(B, A)`` and its log-probability ``(B, 1)``."""
         mu, log_std = self._policy(obs)
-        noise = torch.randn(mu.shape, generator=self.generator)
+        noise = torch.randn(mu.shape, generator=self.generator, device=mu.device)
         pre_tanh = mu + noise * log_std.exp()
         action = torch.tanh(pre_tanh)
         # log(1 - tanh(u)^2), written stably: 2 * (log 2 - u - softplus(-2u)).
@@ -207,14 +220,14 @@ class SAC:
         Returns:
             float32 action(s) in ``[-1, 1]``, ``(A,)`` or ``(N, A)``.
         """
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).to(self.device)
         single = x.ndim == 1
         x = x.unsqueeze(0) if single else x
         if deterministic:
             action = torch.tanh(self._policy(x)[0])
         else:
             action = self._sample(x)[0]
-        out = action.numpy()
+        out = action.cpu().numpy()
         return out[0] if single else out
 
     # ------------------------------------------------------------------ learning
@@ -222,8 +235,8 @@ class SAC:
         """One SAC step: critic always; actor and temperature, target net on their schedules.
 
         Args:
-            batch: Float32 tensors ``obs (B, O)``, ``action (B, A)``, ``reward (B, 1)``,
-                ``next_obs (B, O)``, ``not_done (B, 1)``.
+            batch: Float32 tensors on the agent's device: ``obs (B, O)``, ``action (B, A)``,
+                ``reward (B, 1)``, ``next_obs (B, O)``, ``not_done (B, 1)``.
 
         Returns:
             Scalars: ``critic_loss``, ``q``, and on actor steps ``actor_loss``, ``alpha_loss``,
@@ -238,9 +251,10 @@ class SAC:
                 for target, source in zip(self.critic_target.parameters(), self.critic.parameters()):
                     target.lerp_(source, cfg.tau)
         self.updates += 1
-        return metrics
+        # One device-to-host copy for all scalars: on a GPU each .item() would wait for the queue.
+        return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
 
-    def _update_critic(self, batch: TransitionBatch) -> dict[str, float]:
+    def _update_critic(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             next_action, next_log_prob = self._sample(batch.next_obs)
             with self._autocast():
@@ -254,9 +268,9 @@ class SAC:
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
-        return {"critic_loss": critic_loss.item(), "q": q.detach().mean().item()}
+        return {"critic_loss": critic_loss.detach(), "q": q.detach().mean()}
 
-    def _update_actor_and_alpha(self, obs: torch.Tensor) -> dict[str, float]:
+    def _update_actor_and_alpha(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         action, log_prob = self._sample(obs)
         self.critic.requires_grad_(False)  # gradients flow through Q to the action only
         try:
@@ -269,13 +283,13 @@ class SAC:
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
-        metrics = {"actor_loss": actor_loss.item(), "entropy": -log_prob.detach().mean().item(), "alpha": alpha.item()}
+        metrics = {"actor_loss": actor_loss.detach(), "entropy": -log_prob.detach().mean(), "alpha": alpha}
         if self.config.learnable_temperature:
             alpha_loss = (self.alpha * (-log_prob.detach() - self.target_entropy)).mean()
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optimizer.step()
-            metrics["alpha_loss"] = alpha_loss.item()
+            metrics["alpha_loss"] = alpha_loss.detach()
         return metrics
 
     def reset_critic(self) -> None:
@@ -301,7 +315,11 @@ class SAC:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore everything ``state_dict`` saved; the agent must have the same sizes."""
+        """Restore everything ``state_dict`` saved; the agent must have the same sizes.
+
+        The state may come from another device (load it with ``map_location="cpu"``): weights
+        and optimizer moments are copied onto this agent's device.
+        """
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
@@ -310,5 +328,13 @@ class SAC:
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.generator.set_state(state["generator"])
+        generator_state = state["generator"].cpu()
+        try:
+            self.generator.set_state(generator_state)
+        except RuntimeError:
+            # Saved on another kind of device (a CPU generator's state does not fit a CUDA one):
+            # that noise stream cannot continue here, so derive a new seed from it, reproducibly.
+            digest = hashlib.sha256(generator_state.numpy().tobytes()).digest()
+            self.generator.manual_seed(int.from_bytes(digest[:8], "little"))
+            logger.warning("SAC state was saved on another kind of device; exploration noise continues from a new seed")
         self.updates = int(state["updates"])

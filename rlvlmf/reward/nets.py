@@ -111,8 +111,8 @@ class FLSConvEncoder(nn.Module):
 def _coordinates(features: torch.Tensor) -> torch.Tensor:
     """``(N, 2, h, w)`` row and column of each cell, in ``[-1, 1]``."""
     n, _, h, w = features.shape
-    rows = torch.linspace(-1.0, 1.0, h, dtype=features.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
-    cols = torch.linspace(-1.0, 1.0, w, dtype=features.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
+    rows = torch.linspace(-1.0, 1.0, h, dtype=features.dtype, device=features.device).view(1, 1, h, 1).expand(n, 1, h, w)
+    cols = torch.linspace(-1.0, 1.0, w, dtype=features.dtype, device=features.device).view(1, 1, 1, w).expand(n, 1, h, w)
     return torch.cat([rows, cols], dim=1)
 
 

@@ -27,6 +27,7 @@ from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.reward.config import StateKind
 from rlvlmf.reward.inputs import RewardInputs, state_features
 from rlvlmf.utils.atomic import atomic_open
+from rlvlmf.utils.device import to_device
 
 _FORMAT_VERSION = 1
 _SCALAR_BYTES = 4 + 4 + 1 + 1 + 8 + 4  # env reward, learned reward, terminated, episode end, episode id, step
@@ -193,22 +194,35 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty replay buffer")
         return rng.integers(0, len(self), size=batch_size)
 
-    def sample(self, batch_size: int, rng: np.random.Generator, reward: Literal["learned", "env"] = "learned") -> TransitionBatch:
+    def sample(self, batch_size: int, rng: np.random.Generator, reward: Literal["learned", "env"] = "learned",
+               device: torch.device | None = None) -> TransitionBatch:
         """A uniform minibatch for SAC.
 
         Args:
             batch_size: Transitions drawn (with replacement).
             rng: Draws the slots.
             reward: ``"learned"`` (the relabelled reward) or ``"env"`` (ground truth).
+            device: Where the tensors should be (see ``batch``).
 
         Returns:
             A ``TransitionBatch`` of float32 tensors.
         """
-        return self.batch(self.sample_slots(batch_size, rng), reward)
+        return self.batch(self.sample_slots(batch_size, rng), reward, device)
 
-    def batch(self, slots: np.ndarray, reward: Literal["learned", "env"] = "learned") -> TransitionBatch:
-        """The transitions at ``slots`` (e.g. from ``sample_slots``) as a ``TransitionBatch``."""
+    def batch(self, slots: np.ndarray, reward: Literal["learned", "env"] = "learned",
+              device: torch.device | None = None) -> TransitionBatch:
+        """The transitions at ``slots`` (e.g. from ``sample_slots``) as a ``TransitionBatch``.
+
+        Args:
+            slots: ``(B,)`` slots.
+            reward: ``"learned"`` or ``"env"``.
+            device: ``None``: CPU tensors viewing fresh numpy arrays. A device: the batch is
+                gathered into one float32 block and moved there in one copy (through pinned
+                memory on a GPU), then split into views; the values are the same.
+        """
         rewards = self.learned_reward if reward == "learned" else self.env_reward
+        if device is not None:
+            return self._packed_batch(slots, rewards, device)
         return TransitionBatch(
             torch.from_numpy(self.obs[slots]),
             torch.from_numpy(self.action[slots]),
@@ -216,6 +230,18 @@ class ReplayBuffer:
             torch.from_numpy(self.next_obs[slots]),
             torch.from_numpy(1.0 - self.terminated[slots].astype(np.float32)).unsqueeze(1),
         )
+
+    def _packed_batch(self, slots: np.ndarray, rewards: np.ndarray, device: torch.device) -> TransitionBatch:
+        o, a = self.obs_dim, self.action_dim
+        block = np.empty((len(slots), 2 * o + a + 2), np.float32)
+        np.take(self.obs, slots, axis=0, out=block[:, :o])
+        np.take(self.action, slots, axis=0, out=block[:, o:o + a])
+        block[:, o + a] = rewards[slots]
+        np.take(self.next_obs, slots, axis=0, out=block[:, o + a + 1:2 * o + a + 1])
+        block[:, -1] = 1.0 - self.terminated[slots].astype(np.float32)
+        moved = to_device(torch.from_numpy(block), device)
+        obs, action, reward, next_obs, not_done = moved.split([o, a, 1, o, 1], dim=1)
+        return TransitionBatch(obs, action, reward, next_obs, not_done)
 
     # ------------------------------------------------------------------ persistence
     _ARRAYS = ("obs", "next_obs", "action", "env_reward", "learned_reward", "terminated", "episode_end", "episode", "step", "frames")

@@ -22,6 +22,7 @@ from rlvlmf.feedback.labeler import LabelerConfig
 from rlvlmf.reward.config import RewardModelConfig
 from rlvlmf.reward.sampling import SAMPLING_METHODS, SamplingMethod
 from rlvlmf.reward.vlm_rewards import ClipRewardConfig
+from rlvlmf.utils.device import check_device
 
 
 # ---------------------------------------------------------------- reward modes
@@ -189,6 +190,11 @@ class TrainConfig:
     """Env steps per SAC gradient step."""
     threads: int = 1
     """torch CPU threads; one is fastest for these network sizes on a shared 2-core box."""
+    device: str = "auto"
+    """Where SAC and the reward ensemble train and predict: ``cpu``, ``cuda``, ``cuda:N``, or
+    ``auto`` (the first CUDA GPU when torch sees one, else the CPU). bfloat16 on it:
+    ``sac.matmul_dtype`` and ``reward_model.compute_dtype``. Local VLM/CLIP backends keep their
+    own ``device`` option."""
     sac: SACConfig = field(default_factory=SACConfig)
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
@@ -211,6 +217,7 @@ class TrainConfig:
         for name in ("seed_steps", "unsup_steps", "max_feedback", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_device(self.device)  # whether that GPU exists is checked when the run starts
         if self.sampling not in SAMPLING_METHODS:
             raise ConfigError(f"sampling must be one of {SAMPLING_METHODS}, got {self.sampling!r}")
         if self.segment_length != 1 and self.query_pool_size < 2:

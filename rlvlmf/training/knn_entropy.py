@@ -18,6 +18,7 @@ import torch
 
 from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.errors import ConfigError
+from rlvlmf.utils.device import as_device, to_device
 
 
 def kth_neighbour_distance(
@@ -42,7 +43,7 @@ def kth_neighbour_distance(
     """
     if len(reference) < k:
         raise ValueError(f"need at least k={k} reference states, got {len(reference)}")
-    out = torch.empty(len(states))
+    out = states.new_empty(len(states))
     for start in range(0, len(states), chunk_size):
         part = slice(start, start + chunk_size)
         distances = torch.cdist(states[part], reference)
@@ -79,14 +80,17 @@ class RunningMeanStd:
 class KNNStateEntropy:
     """Intrinsic reward for PEBBLE's unsupervised phase (holds only the running statistics)."""
 
-    def __init__(self, k: int = 5, reference_size: int = 10_000, chunk_size: int = 256) -> None:
+    def __init__(self, k: int = 5, reference_size: int = 10_000, chunk_size: int = 256,
+                 device: torch.device | str = "cpu") -> None:
         """Set the estimator's sizes.
 
         Args:
             k: Which neighbour's distance is the reward (PEBBLE: 5).
             reference_size: Most buffer states compared against per call.
             chunk_size: Batch states per ``cdist`` call.
+            device: Where the distances are computed and the rewards returned (the agent's).
         """
+        self.device = as_device(device)
         if k < 1 or reference_size <= k or chunk_size < 1:
             raise ConfigError(f"k-NN entropy needs k >= 1, reference_size > k, chunk_size >= 1; got {k}, {reference_size}, {chunk_size}")
         self.k, self.reference_size, self.chunk_size = k, reference_size, chunk_size
@@ -107,11 +111,12 @@ class KNNStateEntropy:
         if filled <= self.k:
             raise ValueError(f"k-NN entropy needs more than k={self.k} states in the buffer, it holds {filled}")
         reference_slots = np.arange(filled) if filled <= self.reference_size else rng.integers(0, filled, self.reference_size)
-        states = torch.from_numpy(buffer.obs[slots])
-        reference = torch.from_numpy(buffer.obs[reference_slots])
-        exclude = (torch.from_numpy(np.asarray(slots, np.int64)), torch.from_numpy(reference_slots.astype(np.int64)))
+        states = to_device(torch.from_numpy(buffer.obs[slots]), self.device)
+        reference = to_device(torch.from_numpy(buffer.obs[reference_slots]), self.device)
+        exclude = (to_device(torch.from_numpy(np.asarray(slots, np.int64)), self.device),
+                   to_device(torch.from_numpy(reference_slots.astype(np.int64)), self.device))
         distances = kth_neighbour_distance(states, reference, self.k, exclude, self.chunk_size)
-        self.stats.update(distances.numpy())
+        self.stats.update(distances.cpu().numpy())
         return (distances / max(self.stats.std, 1e-8)).unsqueeze(1)
 
     def state_dict(self) -> dict[str, float]:

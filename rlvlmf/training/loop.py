@@ -63,6 +63,7 @@ from rlvlmf.training.eta import PhaseTimes, evals_left, format_duration, rounds_
 from rlvlmf.training.run_files import RunFiles
 from rlvlmf.training.stop import StopRequest
 from rlvlmf.utils.atomic import atomic_write_text
+from rlvlmf.utils.device import resolve_device
 from rlvlmf.utils.lock import ProcessLock
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class Trainer:
 
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
-        self.agent = SAC(obs_dim, action_dim, config.sac, seed=config.seed)
+        self.device = resolve_device(config.device)
+        self.agent = SAC(obs_dim, action_dim, config.sac, seed=config.seed, device=self.device)
 
         reward_cfg = config.reward_model
         self.state_kind = reward_cfg.state_kind if reward_cfg.uses_states else None
@@ -145,7 +147,7 @@ class Trainer:
         if config.learns_reward:
             if reward_cfg.uses_states and reward_cfg.state_dim != reward_state_dim(reward_cfg.state_kind, obs_dim, action_dim):
                 raise ValueError("reward_model.state_dim must match the env; build configs with resolve_config()")
-            self.ensemble = RewardEnsemble(reward_cfg, seed=config.seed)
+            self.ensemble = RewardEnsemble(reward_cfg, seed=config.seed, device=self.device)
             self.preferences = PreferenceDataset(reward_cfg.capacity, reward_cfg.heldout_fraction)
             self.pool = QueryPool(config.query_pool_size)
             self.store = QueryStore(store_dir)
@@ -153,7 +155,7 @@ class Trainer:
             self.labeler = Labeler(backend, self.task, self.store, config.labeler, run_id=self.run_dir.name,
                                    rng=np.random.default_rng(config.seed + 1))
             if config.unsup_steps > 0:
-                self.entropy = KNNStateEntropy(k=config.knn_k)
+                self.entropy = KNNStateEntropy(k=config.knn_k, device=self.device)
         elif not isinstance(config.reward, EnvMode):
             self.frame_reward = make_frame_reward_source(config, self.task, store_dir)
 
@@ -312,7 +314,7 @@ class Trainer:
         if len(self.preferences) == 0:
             return
         report = self.ensemble.fit(self.preferences, self.rng)
-        self.buffer.relabel(self.ensemble.predict, self.state_kind, batch_size=config.reward_model.predict_batch_size)
+        self.buffer.relabel(self.ensemble.predict, self.state_kind, batch_size=self.ensemble.predict_batch_size)
         if counters.rounds == 0 and config.reset_critic:
             self.agent.reset_critic()
         counters.rounds += 1
@@ -389,7 +391,9 @@ class Trainer:
         config, counters = self.config, self.counters
         unsupervised = self.entropy is not None and counters.step < config.seed_steps + config.unsup_steps
         slots = self.buffer.sample_slots(config.sac.batch_size, self.rng)
-        batch = self.buffer.batch(slots, reward="env" if isinstance(config.reward, EnvMode) else "learned")
+        # On a GPU the batch goes over in one pinned copy; on the CPU the plain path is kept.
+        device = None if self.device.type == "cpu" else self.device
+        batch = self.buffer.batch(slots, reward="env" if isinstance(config.reward, EnvMode) else "learned", device=device)
         if unsupervised:
             batch = batch._replace(reward=self.entropy.reward(self.buffer, slots, self.rng))
         self._last_losses = self.agent.update(batch)
@@ -509,7 +513,7 @@ class Trainer:
             self.pool.load_state_dict(loaded.arrays)
         self.agent.load_state_dict(loaded.torch_state["agent"])
         if self.ensemble is not None:
-            self.ensemble = RewardEnsemble.from_state(loaded.torch_state["ensemble"])
+            self.ensemble = RewardEnsemble.from_state(loaded.torch_state["ensemble"], device=self.device)
             self.preferences = loaded.preferences
         if self.entropy is not None and loaded.torch_state.get("entropy") is not None:
             self.entropy.load_state_dict(loaded.torch_state["entropy"])

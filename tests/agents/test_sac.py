@@ -98,3 +98,80 @@ def test_bfloat16_matmuls_run(rng: np.random.Generator) -> None:
     metrics = agent.update(TransitionBatch(obs, torch.zeros(16, 2), torch.ones(16, 1), obs, torch.ones(16, 1)))
     assert all(np.isfinite(v) for v in metrics.values())
     assert agent.act(obs.numpy()).dtype == np.float32
+
+
+# ---------------------------------------------------------------- devices
+NO_CUDA = not torch.cuda.is_available()
+
+
+def _updates(agent: SAC, buffer: ReplayBuffer, device: torch.device | None, steps: int = 6) -> list[dict[str, float]]:
+    rng = np.random.default_rng(7)
+    return [agent.update(buffer.batch(buffer.sample_slots(64, rng), reward="env", device=device)) for _ in range(steps)]
+
+
+def _small_buffer(rng: np.random.Generator) -> ReplayBuffer:
+    buffer = ReplayBuffer(capacity=500, obs_dim=3, action_dim=2)
+    for t in range(300):
+        obs = rng.normal(size=3).astype(np.float32)
+        buffer.add(obs, rng.uniform(-1, 1, 2), float(obs[0]), obs * 0.9, terminated=t % 37 == 0, truncated=t % 50 == 49)
+    return buffer
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="checks that auto means the CPU where torch sees no GPU")
+def test_device_cpu_and_auto_give_the_default_agent_bit_for_bit(rng: np.random.Generator) -> None:
+    config = SACConfig(hidden_sizes=(32, 32), batch_size=64)
+    buffer = _small_buffer(rng)
+    default = SAC(3, 2, config, seed=4)
+    expected = _updates(default, buffer, None)
+    for device in ("cpu", "auto"):
+        agent = SAC(3, 2, config, seed=4, device=device)
+        assert agent.device == torch.device("cpu")
+        # The device path: one packed block per batch, moved with to_device; same numbers.
+        assert _updates(agent, buffer, agent.device) == expected
+        for a, b in zip(agent.critic.parameters(), default.critic.parameters()):
+            assert torch.equal(a, b)
+        obs = rng.normal(size=(4, 3)).astype(np.float32)
+        np.testing.assert_array_equal(agent.act(obs, deterministic=True), default.act(obs, deterministic=True))
+
+
+def test_bfloat16_on_an_explicit_device_gives_finite_losses(rng: np.random.Generator) -> None:
+    agent = SAC(3, 2, SACConfig(hidden_sizes=(32, 32), batch_size=64, matmul_dtype="bfloat16"), seed=0, device="cpu")
+    losses = _updates(agent, _small_buffer(rng), agent.device, steps=4)
+    assert all(np.isfinite(v) for metrics in losses for v in metrics.values())
+    assert all(p.dtype == torch.float32 for p in agent.critic.parameters())  # float32 master weights
+
+
+def test_state_saved_on_another_device_loads_with_map_location(rng: np.random.Generator) -> None:
+    config = SACConfig(hidden_sizes=(32, 32), batch_size=64)
+    buffer = _small_buffer(rng)
+    agent = SAC(3, 2, config, seed=1, device="cpu")
+    _updates(agent, buffer, agent.device, steps=3)
+    blob = io.BytesIO()
+    torch.save(agent.state_dict(), blob)
+    blob.seek(0)
+    state = torch.load(blob, map_location="cpu", weights_only=True)
+    restored = SAC(3, 2, config, seed=9, device="auto")
+    restored.load_state_dict(state)
+    obs = rng.normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(restored.act(obs), agent.act(obs))
+    # A CUDA generator's state (16 bytes) does not fit a CPU generator: the agent loads all the
+    # same and continues its noise from a seed derived from that state, the same every time.
+    state["generator"] = torch.arange(16, dtype=torch.uint8)
+    actions = []
+    for _ in range(2):
+        other = SAC(3, 2, config, seed=9, device="cpu")
+        other.load_state_dict(state)
+        for a, b in zip(other.actor.parameters(), agent.actor.parameters()):
+            assert torch.equal(a, b)
+        actions.append(other.act(obs))
+    np.testing.assert_array_equal(actions[0], actions[1])
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="needs a machine where torch sees no GPU")
+def test_asking_for_a_gpu_that_is_not_there_is_one_clear_error() -> None:
+    from rlvlmf.errors import UserError
+
+    with pytest.raises(UserError, match="sees no CUDA GPU.*device=cpu"):
+        SAC(3, 2, SACConfig(hidden_sizes=(8,)), device="cuda:0")
+    with pytest.raises(ConfigError, match="auto, cpu, cuda or cuda:N"):
+        SAC(3, 2, SACConfig(hidden_sizes=(8,)), device="gpu")

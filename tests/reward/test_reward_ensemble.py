@@ -165,3 +165,39 @@ def test_bfloat16_inference_is_close_to_float32(rng: np.random.Generator) -> Non
     fast = RewardEnsemble(dataclasses.replace(config, compute_dtype="bfloat16"), seed=3)
     frames = RewardInputs(rng.integers(0, 255, (32, SIZE, SIZE, 3), dtype=np.uint8), None)
     np.testing.assert_allclose(fast.predict(frames), exact.predict(frames), atol=0.02)
+
+
+def test_explicit_cpu_device_fits_and_predicts_like_the_default(rng: np.random.Generator) -> None:
+    config = RewardModelConfig(input="image", frame_size=SIZE, max_epochs=2, conv_channels=(4, 4, 4, 4))
+    dataset = PreferenceDataset(1000)
+    first, second, labels = image_pairs(rng, 48)
+    dataset.add(first, second, labels, rng)
+    frames = RewardInputs(first.frames[:, 0], None)
+    default = RewardEnsemble(config, seed=2)
+    report = default.fit(dataset, np.random.default_rng(3))
+    on_cpu = RewardEnsemble(config, seed=2, device="cpu")
+    assert on_cpu.device == torch.device("cpu") and on_cpu.predict_batch_size == config.predict_batch_size
+    assert on_cpu.fit(dataset, np.random.default_rng(3)).loss == report.loss
+    np.testing.assert_array_equal(on_cpu.predict(frames), default.predict(frames))
+
+
+def test_bfloat16_fit_on_an_explicit_device_gives_finite_losses(rng: np.random.Generator) -> None:
+    config = RewardModelConfig(input="both", frame_size=SIZE, state_dim=2, max_epochs=2, compute_dtype="bfloat16",
+                               encoder="fls", conv_channels=(4, 4, 4, 4))
+    dataset = PreferenceDataset(1000)
+    n = 32
+    pairs = [RewardInputs(rng.integers(0, 255, (n, 1, SIZE, SIZE, 3), dtype=np.uint8), rng.normal(size=(n, 1, 2)).astype(np.float32))
+             for _ in range(2)]
+    dataset.add(pairs[0], pairs[1], rng.integers(0, 2, n), rng)
+    report = RewardEnsemble(config, device="cpu").fit(dataset, rng)
+    assert report.epochs >= 1 and np.isfinite(report.loss)
+
+
+def test_ensemble_saved_on_one_device_loads_onto_another(rng: np.random.Generator, tmp_path) -> None:
+    config = RewardModelConfig(input="state", state_dim=3, hidden_sizes=(16,))
+    ensemble = RewardEnsemble(config, seed=1, device="cpu")
+    states = RewardInputs(None, rng.normal(size=(20, 3)).astype(np.float32))
+    ensemble.save(tmp_path / "r.pt")
+    state = torch.load(tmp_path / "r.pt", map_location="cpu", weights_only=True)
+    np.testing.assert_array_equal(RewardEnsemble.from_state(state, device="auto").predict(states), ensemble.predict(states))
+    np.testing.assert_array_equal(load_reward_model(tmp_path / "r.pt", device="cpu").predict(states), ensemble.predict(states))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from rlvlmf.training.buffer import ReplayBuffer, bytes_per_transition
 from rlvlmf.errors import UserError
@@ -103,3 +104,28 @@ def test_frames_are_required_and_checked(rng: np.random.Generator) -> None:
         buffer.add(np.zeros(1), np.zeros(1), 0.0, np.zeros(1), False, False, frame=None)
     with pytest.raises(ValueError, match="empty"):
         buffer.sample(1, rng)
+
+
+def test_a_batch_for_a_device_is_one_block_with_the_same_values(rng: np.random.Generator) -> None:
+    buffer = ReplayBuffer(capacity=50, obs_dim=3, action_dim=2)
+    for t in range(40):
+        buffer.add(rng.normal(size=3), rng.normal(size=2), float(t), rng.normal(size=3), terminated=t % 7 == 0, truncated=False)
+    buffer.learned_reward[:40] = rng.normal(size=40)
+    slots = buffer.sample_slots(16, rng)
+    for reward in ("learned", "env"):
+        plain = buffer.batch(slots, reward)
+        packed = buffer.batch(slots, reward, device=torch.device("cpu"))
+        for a, b in zip(plain, packed):
+            assert a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+        # One allocation holds the whole batch (one host-to-device copy on a GPU).
+        assert len({t.untyped_storage().data_ptr() for t in packed}) == 1
+
+
+def test_train_config_checks_the_device_name() -> None:
+    from rlvlmf.errors import ConfigError
+    from rlvlmf.training.builder import build_config
+
+    assert build_config("pendulum", ["device=cuda:1"]).device == "cuda:1"  # checked against the hardware at start
+    assert build_config("pendulum").device == "auto"
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        build_config("pendulum", ["device=gpu"])

@@ -63,3 +63,16 @@ def test_running_std_matches_numpy_and_round_trips(rng: np.random.Generator) -> 
     restored = KNNStateEntropy()
     restored.load_state_dict(estimator.state_dict())
     assert restored.stats == stats
+
+
+def test_explicit_cpu_device_gives_the_same_rewards(rng: np.random.Generator) -> None:
+    buffer = ReplayBuffer(capacity=300, obs_dim=2, action_dim=1)
+    for _ in range(300):
+        obs = rng.normal(size=2)
+        buffer.add(obs, np.zeros(1), 0.0, obs, terminated=False, truncated=False)
+    slots = np.arange(0, 300, 7)
+    default, on_cpu = KNNStateEntropy(k=3, reference_size=100), KNNStateEntropy(k=3, reference_size=100, device="cpu")
+    expected = default.reward(buffer, slots, np.random.default_rng(1))
+    got = on_cpu.reward(buffer, slots, np.random.default_rng(1))
+    assert got.device == torch.device("cpu") and torch.equal(got, expected)
+    assert on_cpu.state_dict() == default.state_dict()
