@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rlvlmf.cli.reward",
     "rlvlmf.cli.codegen",
     "rlvlmf.cli.sweep",
+    "rlvlmf.cli.report",
 )
 
 

@@ -1,4 +1,4 @@
-"""``rlvlmf sweep`` (many seeds and presets, locally or on Ray) and ``rlvlmf report``."""
+"""``rlvlmf sweep``: many seeds and presets, locally or on Ray (``rlvlmf report`` reads the results)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import logging
 import signal
 import sys
 from types import FrameType
-
-import numpy as np
 
 from rlvlmf.errors import UserError
 from rlvlmf.evaluation.sweep import (
@@ -30,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``sweep`` and ``report`` sub-commands."""
+    """Add the ``sweep`` sub-command."""
     sweep = subparsers.add_parser(
         "sweep",
         help="train a grid of presets x seeds (local process pool or Ray); resumable",
@@ -57,19 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="run on a Ray cluster (auto, local, ray://host:port); needs pip install 'rlvlmf[ray]'")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their state, start nothing")
     sweep.set_defaults(func=run_sweep_command)
-
-    report = subparsers.add_parser(
-        "report",
-        help="aggregate runs: learning curves, final IQM with bootstrap CIs, success, labels, cost",
-        description="Group run folders by method (reward + backend, or the sweep's label) and task (preset); "
-        "write PNG plots, report.md, a self-contained report.html and report.json.",
-    )
-    report.add_argument("runs", nargs="+", help="run folders or folders containing them")
-    report.add_argument("--out", default="report", help="output folder (default: report)")
-    report.add_argument("--title", default="rlvlmf report", help="title of the page")
-    report.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default: 2000)")
-    report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
-    report.set_defaults(func=run_report_command)
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -109,19 +94,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         print(f"{len(result.failed)} of {total} runs failed; re-run the same command to retry them", file=sys.stderr)
         return 1
     print(f"sweep done: {total} runs in {args.out} ({len(result.skipped)} were already finished)")
-    return 0
-
-
-def run_report_command(args: argparse.Namespace) -> int:
-    """Load runs, aggregate and write the report files."""
-    from rlvlmf.evaluation.report import build_report, markdown_tables, write_report
-    from rlvlmf.evaluation.runs import find_runs
-
-    runs = find_runs(args.runs)
-    report = build_report(runs, rng=np.random.default_rng(args.seed), reps=args.reps)
-    written = write_report(report, args.out, title=args.title)
-    print(markdown_tables(report))
-    print(f"wrote {written['html']} and {written['markdown']} ({len(runs)} runs)")
     return 0
 
 

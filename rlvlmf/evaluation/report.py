@@ -17,14 +17,14 @@ import html
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlvlmf.errors import ConfigError
-from rlvlmf.evaluation.runs import Run
+from rlvlmf.evaluation.runs import TRAINING_COLUMNS, Run
 from rlvlmf.evaluation.stats import Interval, bootstrap_curve, iqm, mean, stratified_bootstrap_ci
 from rlvlmf.utils.atomic import atomic_write, atomic_write_text
 
@@ -64,6 +64,8 @@ class GroupResult:
         cost_usd_total: Summed VLM cost; ``None`` if no run records a cost.
         return_curve: Mean eval return over steps.
         success_curve: Mean success rate over steps, ``None`` without success.
+        training: Training scalars from ``metrics.csv`` (``runs.TRAINING_COLUMNS``): column ->
+            mean over runs, with the runs' range as the band.
     """
 
     method: str
@@ -79,6 +81,7 @@ class GroupResult:
     cost_usd_total: float | None
     return_curve: Curve
     success_curve: Curve | None
+    training: dict[str, Curve] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ def build_report(runs: Sequence[Run], *, rng: np.random.Generator, reps: int = 2
                 cost_usd_total=float(np.sum(costs)) if costs else None,
                 return_curve=_curve(members, lambda p: p.return_mean, rng, reps, confidence),
                 success_curve=_curve(members, lambda p: p.success_rate, rng, reps, confidence) if has_success else None,
+                training={column: curve for column in TRAINING_COLUMNS
+                          if (curve := _training_curve(members, column)) is not None},
             )
         )
     return Report(tuple(groups), _overall(scored, rng, reps, confidence), confidence, reps)
@@ -174,6 +179,25 @@ def _curve(members: list[Run], value: Any, rng: np.random.Generator, reps: int, 
             grid[row, column[point.step]] = value(point)
     center, low, high = bootstrap_curve(grid, rng=rng, reps=reps, confidence=confidence)
     return Curve(tuple(steps), tuple(center.tolist()), tuple(low.tolist()), tuple(high.tolist()))
+
+
+def _training_curve(members: list[Run], column: str, max_points: int = 300) -> Curve | None:
+    """Mean of the runs' ``column`` over steps (each run interpolated onto the union of their
+    steps, inside its own range only) with the runs' min-max as the band."""
+    series = [run.training[column] for run in members if column in run.training]
+    if not series:
+        return None
+    steps = np.unique(np.concatenate([np.asarray(s, float) for s, _ in series]))
+    if len(steps) > max_points:
+        steps = steps[np.linspace(0, len(steps) - 1, max_points).round().astype(int)]
+    grid = np.full((len(series), len(steps)), np.nan)
+    for row, (run_steps, values) in enumerate(series):
+        inside = (steps >= run_steps[0]) & (steps <= run_steps[-1])
+        grid[row, inside] = np.interp(steps[inside], run_steps, values)
+    keep = ~np.all(np.isnan(grid), axis=0)
+    grid, steps = grid[:, keep], steps[keep]
+    return Curve(tuple(int(s) for s in steps), tuple(np.nanmean(grid, axis=0).tolist()),
+                 tuple(np.nanmin(grid, axis=0).tolist()), tuple(np.nanmax(grid, axis=0).tolist()))
 
 
 def _overall(
@@ -206,7 +230,23 @@ def _overall(
 
 RETURN_CURVES = "return_curves.png"
 SUCCESS_CURVES = "success_curves.png"
+TRAINING_CURVES = "training_curves.png"
 FINAL_IQM = "final_iqm.png"
+
+SECTION_TITLES = {
+    RETURN_CURVES: "Evaluation return",
+    SUCCESS_CURVES: "Evaluation success rate",
+    TRAINING_CURVES: "Training: episode return, learned-reward return, label accuracy, reward-fit accuracy",
+    FINAL_IQM: "Final return (IQM over runs)",
+}
+"""Heading of each plot in report.md and report.html."""
+
+TRAINING_LABELS = {
+    "train/episode_return": "episode return (env reward)",
+    "train/learned_return": "episode return (learned reward)",
+    "feedback/round_label_accuracy": "label accuracy vs ground truth",
+    "reward/train_acc": "reward-fit accuracy",
+}
 
 
 def write_report(report: Report, out: str | os.PathLike[str], *, title: str = "rlvlmf report") -> dict[str, Path]:
@@ -224,13 +264,16 @@ def write_report(report: Report, out: str | os.PathLike[str], *, title: str = "r
     images = {RETURN_CURVES: _plot_curves(report, colors, "return_curve", "eval return")}
     if any(g.success_curve is not None for g in report.groups):
         images[SUCCESS_CURVES] = _plot_curves(report, colors, "success_curve", "success rate")
+    if any(g.training for g in report.groups):
+        images[TRAINING_CURVES] = _plot_training(report, colors)
     images[FINAL_IQM] = _plot_final(report, colors)
     written: dict[str, Path] = {}
     for name, png in images.items():
         atomic_write(out_dir / name, lambda handle, data=png: handle.write(data))
         written[name] = out_dir / name
     tables = markdown_tables(report)
-    markdown = f"# {title}\n\n{tables}\n" + "".join(f"![{n}]({n})\n\n" for n in images)
+    markdown = f"# {title}\n\n{tables}\n" + "".join(f"## {SECTION_TITLES[n]}\n\n![{SECTION_TITLES[n]}]({n})\n\n"
+                                                       for n in images)
     atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_text(out_dir / "report.html", _html(report, images, title))
     atomic_write_text(out_dir / "report.json", json.dumps(report_dict(report), indent=2) + "\n")
@@ -343,7 +386,9 @@ def _plot_curves(report: Report, colors: dict[str, Any], attribute: str, ylabel:
             curve: Curve | None = getattr(group, attribute)
             if curve is None:
                 continue
-            ax.plot(curve.steps, curve.mean, color=colors[group.method], label=f"{group.method} (n={group.runs})")
+            # A marker on every point of a short curve: a single evaluation is a dot, not nothing.
+            ax.plot(curve.steps, curve.mean, color=colors[group.method], label=f"{group.method} (n={group.runs})",
+                    marker="o" if len(curve.steps) <= 20 else None, markersize=4)
             ax.fill_between(curve.steps, curve.low, curve.high, color=colors[group.method], alpha=0.2, linewidth=0)
         ax.set_title(task)
         ax.set_xlabel("environment steps")
@@ -353,6 +398,33 @@ def _plot_curves(report: Report, colors: dict[str, Any], attribute: str, ylabel:
             ax.legend(fontsize="small")
         else:
             ax.text(0.5, 0.5, f"no {ylabel} recorded", ha="center", va="center", transform=ax.transAxes)
+    return _png(fig)
+
+
+def _plot_training(report: Report, colors: dict[str, Any]) -> bytes:
+    """One row per task, one column per training scalar any run recorded."""
+    import matplotlib.pyplot as plt
+
+    tasks = report.tasks
+    columns = [c for c in TRAINING_COLUMNS if any(c in g.training for g in report.groups)]
+    fig, axes = plt.subplots(len(tasks), len(columns), figsize=(4.2 * len(columns), 3.2 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        for col, column in enumerate(columns):
+            ax = axes[row][col]
+            for group in (g for g in report.groups if g.task == task and column in g.training):
+                curve = group.training[column]
+                ax.plot(curve.steps, curve.mean, color=colors[group.method], label=f"{group.method} (n={group.runs})",
+                        marker="o" if len(curve.steps) <= 20 else None, markersize=4)
+                if group.runs > 1:
+                    ax.fill_between(curve.steps, curve.low, curve.high, color=colors[group.method], alpha=0.2,
+                                    linewidth=0)
+            ax.set_title(f"{task}: {TRAINING_LABELS[column]}", fontsize="medium")
+            ax.set_xlabel("environment steps")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize="small")
+            else:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
     return _png(fig)
 
 
@@ -400,7 +472,8 @@ def _html(report: Report, images: dict[str, bytes], title: str) -> str:
         parts += [f"<h2>{html.escape(_overall_caption(report))}</h2>", _html_table(*overall_table(report))]
     for name, png in images.items():
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+        heading = html.escape(SECTION_TITLES[name])
+        parts.append(f'<h2>{heading}</h2><img alt="{heading}" src="data:image/png;base64,{data}">')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

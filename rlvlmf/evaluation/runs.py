@@ -13,8 +13,8 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class Run:
     labels: float | None
     cost_usd: float | None
     label_accuracy: float | None = None
+    training: Mapping[str, tuple[tuple[int, ...], tuple[float, ...]]] = field(default_factory=dict)
+    """``metrics.csv`` columns of ``TRAINING_COLUMNS`` that hold values: column -> (steps, values)."""
 
     @property
     def name(self) -> str:
@@ -121,6 +123,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         labels=_number((summary or {}).get("labels"), last_metrics.get("feedback/labels")),
         cost_usd=_number((summary or {}).get("cost_usd"), last_metrics.get("feedback/cost_usd")),
         label_accuracy=_number((summary or {}).get("label_accuracy"), last_metrics.get("reward/label_gt_acc")),
+        training=_metric_series(files.metrics, TRAINING_COLUMNS),
     )
 
 
@@ -182,6 +185,34 @@ def _read_evals(path: Path) -> tuple[EvalPoint, ...]:
         if point.returns:
             points[point.step] = point  # a resumed run may repeat a step; the later line wins
     return tuple(points[s] for s in sorted(points))
+
+
+TRAINING_COLUMNS: tuple[str, ...] = (
+    "train/episode_return", "train/learned_return", "feedback/round_label_accuracy", "reward/train_acc",
+)
+"""Training scalars the report draws: episode return (env and learned reward), each feedback
+round's label accuracy against the ground truth, and the reward fit's accuracy on its labels."""
+
+
+def _metric_series(path: Path, columns: Sequence[str]) -> dict[str, tuple[tuple[int, ...], tuple[float, ...]]]:
+    """``column -> (steps, values)`` from ``metrics.csv``, blanks and NaNs (unknown values) left out."""
+    series: dict[str, tuple[list[int], list[float]]] = {column: ([], []) for column in columns}
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            for column, (steps, values) in series.items():
+                raw = row.get(column)
+                if raw in (None, ""):
+                    continue
+                try:
+                    value = float(raw)
+                except ValueError:
+                    continue
+                if math.isfinite(value):
+                    steps.append(int(float(row["step"])))
+                    values.append(value)
+    return {column: (tuple(steps), tuple(values)) for column, (steps, values) in series.items() if steps}
 
 
 def _last_metrics(path: Path) -> dict[str, float]:

@@ -13,7 +13,16 @@ import pytest
 
 from rlvlmf.cli import main
 from rlvlmf.errors import UserError
-from rlvlmf.evaluation.report import FINAL_IQM, RETURN_CURVES, SUCCESS_CURVES, build_report, write_report
+from rlvlmf.evaluation import report as report_module
+from rlvlmf.evaluation.report import (
+    FINAL_IQM,
+    RETURN_CURVES,
+    SECTION_TITLES,
+    SUCCESS_CURVES,
+    TRAINING_CURVES,
+    build_report,
+    write_report,
+)
 from rlvlmf.evaluation.runs import find_runs, load_run
 from rlvlmf.evaluation.sweep import MANIFEST_NAME
 
@@ -118,7 +127,7 @@ def test_runs_are_grouped_and_scored(runs_root: Path) -> None:
 def test_report_files_hold_the_numbers(runs_root: Path, tmp_path: Path) -> None:
     report = build_report(find_runs([runs_root]), rng=np.random.default_rng(0), reps=300)
     written = write_report(report, tmp_path / "out", title="Label study")
-    for name in (RETURN_CURVES, SUCCESS_CURVES, FINAL_IQM):
+    for name in (RETURN_CURVES, SUCCESS_CURVES, TRAINING_CURVES, FINAL_IQM):
         assert written[name].read_bytes().startswith(PNG_MAGIC)
 
     markdown = written["markdown"].read_text()
@@ -130,13 +139,16 @@ def test_report_files_hold_the_numbers(runs_root: Path, tmp_path: Path) -> None:
     pref_row = next(line for line in markdown.splitlines() if line.startswith("| cartpole | preference:scripted |"))
     assert pref_row.rstrip().endswith("| 150 | 85% | 1.5000 |")
     assert re.search(r"\| drawer \| env \| 4 \(4\) \| 200 \| 50\.0 \[.*\] \| 62% \[", markdown)
-    assert "| env | 0.450 [" in markdown and f"![{FINAL_IQM}]({FINAL_IQM})" in markdown
+    assert "| env | 0.450 [" in markdown
+    assert f"## {SECTION_TITLES[FINAL_IQM]}\n\n![{SECTION_TITLES[FINAL_IQM]}]({FINAL_IQM})" in markdown
 
     page = written["html"].read_text()
     assert "<td>250.0 [" in page and "<td>1.5000</td>" in page
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == 3 and base64.b64decode(embedded[0]) == written[RETURN_CURVES].read_bytes()
+    assert len(embedded) == 4 and base64.b64decode(embedded[0]) == written[RETURN_CURVES].read_bytes()
     assert 'src="' + RETURN_CURVES not in page  # nothing refers to files beside the page
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert "Evaluation return" in headings and not any(".png" in h for h in headings)  # titled, not file names
 
     data = json.loads(written["json"].read_text())
     assert data["groups"][0]["final_return"]["point"] == pytest.approx(250.0)
@@ -187,3 +199,43 @@ def test_report_cli(runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "| cartpole | env | 5 (4) | 200 | 250.0 [" in printed
     assert (out / "report.html").exists() and (out / FINAL_IQM).exists()
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_training_curves_come_from_metrics_csv(runs_root: Path) -> None:
+    report = build_report(find_runs([runs_root]), rng=np.random.default_rng(0), reps=100)
+    group = report.groups[0]
+    curve = group.training["train/episode_return"]
+    assert curve.steps == (100, 200) and curve.mean == (1.0, 2.0)
+    assert "reward/train_acc" not in group.training  # a column no run wrote is not drawn
+
+
+def _figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    figures: list = []
+    monkeypatch.setattr(report_module, "_png", lambda fig: figures.append(fig) or PNG_MAGIC)
+    return figures
+
+
+def test_a_run_with_one_evaluation_is_drawn_with_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's first run evaluates once: a line through one point would draw nothing."""
+    run = tmp_path / "runs" / "short"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"preset": "cartpole", "reward": "preference", "backend": "scripted",
+                                                 "seed": 0}))
+    (run / "eval.jsonl").write_text(json.dumps({"step": 6000, "returns": [10.0, 12.0], "successes": None}) + "\n")
+    with (run / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["step", "train/episode_return", "train/learned_return",
+                                         "feedback/round_label_accuracy", "reward/train_acc"])
+        writer.writeheader()
+        for step in (1000, 2000, 3000):
+            writer.writerow({"step": step, "train/episode_return": step / 100, "train/learned_return": -step / 1000})
+        writer.writerow({"step": 3000, "feedback/round_label_accuracy": "nan", "reward/train_acc": 0.9})
+    figures = _figures(monkeypatch)
+    write_report(build_report(find_runs([run]), rng=np.random.default_rng(0), reps=50), tmp_path / "out")
+    evaluation, training = figures[0], figures[1]
+    [point] = evaluation.axes[0].lines
+    assert point.get_marker() == "o" and list(point.get_xdata()) == [6000]
+    titles = [ax.get_title() for ax in training.axes]
+    # The label-accuracy column held only NaN (no ground truth): it is left out, the rest drawn.
+    assert titles == ["cartpole: episode return (env reward)", "cartpole: episode return (learned reward)",
+                      "cartpole: reward-fit accuracy"]
+    assert list(training.axes[0].lines[0].get_ydata()) == [10.0, 20.0, 30.0]
