@@ -7,14 +7,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.backends.anthropic import TOOL_MIN_TOKENS, AnthropicBackend
-from rlvlmf.feedback.base import BackendError, Label, TransientBackendError
+from rlvlmf.feedback.base import BackendError, Label
 from rlvlmf.feedback.images import encode_png
-from rlvlmf.feedback.labeler import Labeler, LabelerConfig
-from rlvlmf.feedback.store import QueryStore
 from rlvlmf.testing import anthropic_server as fake
-from rlvlmf.testing.chat_cases import TASK, label_one, random_pair
+from rlvlmf.testing.chat_cases import label_one, random_pair
 from rlvlmf.testing.json_server import ScriptedJSONServer
 from rlvlmf.testing.openai_server import FakeResponse
 
@@ -59,9 +56,8 @@ def test_two_stage_query_on_the_wire(server: ScriptedJSONServer, rng: np.random.
     assert not fake.images(stage2) and "Text:" in fake.request_text(stage2)
 
 
-def test_plain_text_when_structured_output_is_off(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
-    answer = label_one(_backend(server, structured_output="false"), random_pair(rng))
-    assert answer.label == Label.SECOND and "tools" not in server.requests[1].body
+def test_plain_text_keeps_the_answer_token_budget(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
+    label_one(_backend(server, structured_output="false"), random_pair(rng))
     assert server.requests[1].body["max_tokens"] == 16
 
 
@@ -82,69 +78,16 @@ def test_a_bad_tool_input_is_unparseable_not_a_label(server: ScriptedJSONServer,
     assert "image two" in answer.stages[1]
 
 
-@pytest.mark.parametrize(
-    ("response", "retry_after"),
-    [(fake.error(429, "Number of request tokens has exceeded your rate limit", retry_after="4"), 4.0),
-     (fake.error(529, "Overloaded"), None),
-     (fake.error(500, "Internal server error"), None)],
-)
-def test_rate_limits_and_overload_are_transient(
-    server: ScriptedJSONServer, rng: np.random.Generator, response: FakeResponse, retry_after: float | None
-) -> None:
-    server.push(response)
-    with pytest.raises(TransientBackendError) as info:
-        label_one(_backend(server), random_pair(rng))
-    assert info.value.status == response.status and info.value.retry_after == retry_after
-
-
-def test_malformed_bodies(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
-    server.push(FakeResponse.malformed())
-    with pytest.raises(TransientBackendError, match="malformed JSON"):
-        label_one(_backend(server), random_pair(rng))
+def test_a_message_without_content_is_a_permanent_error(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
     server.push(FakeResponse(200, b'{"type": "message", "id": "msg_1"}'))
     with pytest.raises(BackendError, match="no content"):
         label_one(_backend(server), random_pair(rng))
 
 
-def test_auth_errors_are_final_and_never_show_the_key(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
-    server.push(fake.error(401, f"invalid x-api-key {KEY}"))
-    with pytest.raises(BackendError, match="check ANTHROPIC_API_KEY") as info:
-        label_one(_backend(server), random_pair(rng))
-    assert not info.value.retryable and KEY not in str(info.value)
-
-
-def test_rejected_tools_fall_back_to_plain_text_for_good(server: ScriptedJSONServer, rng: np.random.Generator) -> None:
-    backend = _backend(server)
-    server.push(fake.default_responder, fake.error(400, "tools: this model does not support tool use"))
-    answer = label_one(backend, random_pair(rng))
-    assert answer.label == Label.SECOND and answer.meta["calls"][1]["structured"] is False
-    assert "tools" not in server.requests[2].body
-    label_one(backend, random_pair(rng))
-    assert "tools" not in server.requests[-1].body
-
-
-def test_labeler_honours_retry_after_then_stores(server: ScriptedJSONServer, rng: np.random.Generator, tmp_path) -> None:
-    server.push(fake.error(529, "Overloaded"), fake.error(429, "slow down", retry_after="0.1"))
-    labeler = Labeler(_backend(server), TASK, QueryStore(tmp_path / "q"), LabelerConfig(backoff_base_s=0.01, progress=False),
-                      run_id="t", rng=rng)
-    try:
-        first = labeler.label([random_pair(np.random.default_rng(1))])[0]
-        again = labeler.label([random_pair(np.random.default_rng(1))])[0]
-    finally:
-        labeler.close()
-    assert first.label == Label.SECOND and not first.failed and server.count == 4
-    assert again.from_store and server.count == 4
-
-
 def test_key_and_url_handling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
-    with pytest.raises(ConfigError, match="set ANTHROPIC_API_KEY"):
-        AnthropicBackend.from_spec("claude-sonnet-4-5", None)
     gateway = AnthropicBackend.from_spec("claude-sonnet-4-5", "https://gw.example.com/anthropic/v1/")
     assert gateway.endpoint == "https://gw.example.com/anthropic/v1/messages" and gateway._api_key is None
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     official = AnthropicBackend.from_spec("claude-sonnet-4-5", None)
     assert official.endpoint == "https://api.anthropic.com/v1/messages"
-    assert KEY not in str(official.identity())
-    with pytest.raises(ConfigError, match="api_key_env"):
-        AnthropicBackend.from_spec("claude", "http://x", api_key_env="not a name")

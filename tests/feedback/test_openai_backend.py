@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import time
 from collections.abc import Iterator, Sequence
 
@@ -107,30 +106,6 @@ def test_priced_model_gets_a_cost(server: FakeOpenAIServer, pair: FramePair) -> 
     assert answer.cost_usd == pytest.approx(estimate_cost("gpt-4o", 1050, 65))
 
 
-def test_plain_text_when_structured_output_is_off(server: FakeOpenAIServer, pair: FramePair) -> None:
-    [answer] = run(OpenAIBackend("fake-vlm", base_url=server.url, structured_output=False), [pair])
-    assert answer.label is Label.SECOND and answer.stages[1] == "1"
-    assert all("response_format" not in r.body for r in server.chat_requests())
-
-
-def test_falls_back_to_text_when_the_server_rejects_response_format(pair: FramePair) -> None:
-    with FakeOpenAIServer(reject_response_format=True) as server:
-        backend = OpenAIBackend("fake-vlm", base_url=server.url)
-        first, second = run(backend, [pair]), run(backend, [pair])
-        bodies = [r.body for r in server.chat_requests()]
-    assert first[0].label is Label.SECOND and second[0].label is Label.SECOND
-    assert first[0].meta["calls"][1]["structured"] is False
-    # Pair 1: stage 1, rejected stage 2, plain stage 2. Pair 2: no more structured attempts.
-    assert ["response_format" in b for b in bodies] == [False, True, False, False, False]
-
-
-def test_other_400s_are_not_mistaken_for_a_schema_rejection(server: FakeOpenAIServer, pair: FramePair) -> None:
-    server.push(FakeResponse.reply("analysis"), FakeResponse.error(400, "context length exceeded", type_="invalid_request_error"))
-    error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
-    assert not error.retryable and error.status == 400 and "context length exceeded" in str(error)
-    assert server.count == 2
-
-
 def test_garbage_answer_abstains_with_the_raw_text(server: FakeOpenAIServer, pair: FramePair) -> None:
     garbage = "I'd rather talk about ducks. 🦆 <div>0 1 -1</div>"
     server.push(FakeResponse.reply("analysis"), FakeResponse.reply(garbage))
@@ -170,13 +145,6 @@ def test_backend_survives_successive_event_loops(server: FakeOpenAIServer, pair:
 # --- failures ----------------------------------------------------------------------------
 
 
-def test_429_with_retry_after_seconds(server: FakeOpenAIServer, pair: FramePair) -> None:
-    server.push(FakeResponse.error(429, "Rate limit reached", retry_after="7"))
-    error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
-    assert isinstance(error, TransientBackendError) and error.retryable
-    assert error.status == 429 and error.retry_after == 7.0 and "Rate limit reached" in str(error)
-
-
 def test_429_with_retry_after_date(server: FakeOpenAIServer, pair: FramePair) -> None:
     server.push(FakeResponse.error(429, "slow down", retry_after=email.utils.formatdate(time.time() + 30, usegmt=True)))
     error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
@@ -194,13 +162,6 @@ def test_retry_after_ms_header_wins(server: FakeOpenAIServer, pair: FramePair) -
     response.headers["retry-after-ms"] = "1500"
     server.push(response)
     assert fail(OpenAIBackend("fake-vlm", base_url=server.url), pair).retry_after == 1.5
-
-
-@pytest.mark.parametrize("status", [408, 500, 502, 503])
-def test_server_errors_are_transient(server: FakeOpenAIServer, pair: FramePair, status: int) -> None:
-    server.push(FakeResponse.error(status, "The server had an error"))
-    error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
-    assert isinstance(error, TransientBackendError) and error.status == status
 
 
 def test_stalled_request_times_out_as_transient(server: FakeOpenAIServer, pair: FramePair) -> None:
@@ -224,19 +185,6 @@ def test_refused_connection_is_transient(pair: FramePair) -> None:
     assert isinstance(error, TransientBackendError)
 
 
-def test_truncated_json_is_transient(server: FakeOpenAIServer, pair: FramePair) -> None:
-    # A body cut off on the way is worth a retry; the labeler bounds the retries.
-    server.push(FakeResponse.malformed())
-    error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
-    assert isinstance(error, TransientBackendError) and "malformed JSON" in str(error)
-
-
-def test_a_web_page_instead_of_json_is_a_permanent_error(server: FakeOpenAIServer, pair: FramePair) -> None:
-    server.push(FakeResponse.not_json())
-    error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
-    assert not error.retryable and "base URL" in str(error)
-
-
 def test_json_without_choices_is_a_permanent_error(server: FakeOpenAIServer, pair: FramePair) -> None:
     server.push(FakeResponse(200, b'{"object": "chat.completion", "choices": []}'))
     error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
@@ -251,47 +199,9 @@ def test_wrong_path_gives_a_clear_permanent_error(server: FakeOpenAIServer, pair
 # --- the API key -------------------------------------------------------------------------
 
 
-def test_key_is_read_at_construction_and_sent_as_bearer(server: FakeOpenAIServer, pair: FramePair, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_itself_gets_the_newer_token_limit_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    backend = OpenAIBackend("fake-vlm", base_url=server.url)
-    monkeypatch.delenv("OPENAI_API_KEY")  # read once, at construction
-    [answer] = run(backend, [pair])
-    assert {r.headers.get("authorization") for r in server.requests} == {f"Bearer {KEY}"}
-    for text in (json.dumps(backend.identity()), json.dumps(answer.meta), repr(answer), repr(backend), str(vars(answer))):
-        assert KEY not in text
-    assert all(KEY not in r.raw.decode() for r in server.requests)
-
-
-def test_key_from_a_custom_variable(server: FakeOpenAIServer, pair: FramePair, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MY_VLLM_KEY", "token-abc")
-    run(OpenAIBackend("fake-vlm", base_url=server.url, api_key_env="MY_VLLM_KEY"), [pair])
-    assert server.requests[0].headers["authorization"] == "Bearer token-abc"
-
-
-def test_local_server_without_key_gets_no_authorization(server: FakeOpenAIServer, pair: FramePair) -> None:
-    run(OpenAIBackend("fake-vlm", base_url=server.url), [pair])
-    assert all("authorization" not in r.headers for r in server.requests)
-
-
-def test_openai_without_key_is_refused_at_construction() -> None:
-    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        OpenAIBackend("gpt-4o")
-
-
-def test_auth_errors_never_echo_the_key(server: FakeOpenAIServer, pair: FramePair, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    server.push(FakeResponse.error(401, f"Incorrect API key provided: {KEY}. Also sk-proj-abc***************wxyz.", type_="invalid_request_error"))
-    error = fail(OpenAIBackend("fake-vlm", base_url=server.url), pair)
-    assert not error.retryable and error.status == 401
-    assert KEY not in str(error) and "sk-proj" not in str(error)
-    assert "Incorrect API key provided" in str(error) and "OPENAI_API_KEY" in str(error)
-
-
-def test_key_never_enters_identity_even_for_openai(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    backend = OpenAIBackend("gpt-4o")
-    assert KEY not in json.dumps(backend.identity())
-    assert backend.max_tokens_field == "max_completion_tokens"  # api.openai.com's newer name
+    assert OpenAIBackend("gpt-4o").max_tokens_field == "max_completion_tokens"
 
 
 # --- configuration -----------------------------------------------------------------------
@@ -313,17 +223,10 @@ def test_from_spec_options(server: FakeOpenAIServer) -> None:
     assert "image_detail" not in OpenAIBackend("fake-vlm", base_url=server.url).identity()
 
 
-def test_identity_does_not_depend_on_url_or_timeout(server: FakeOpenAIServer) -> None:
-    a = OpenAIBackend("fake-vlm", base_url=server.url, timeout_s=5)
-    b = OpenAIBackend("fake-vlm", base_url="http://other-host:1234/v1", timeout_s=50)
-    assert a.identity() == b.identity() and a.identity()["family"] == "openai"
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"base_url": "localhost:8000/v1"}, "http://"), ({"base_url": "http://x/v1", "image_detail": "ultra"}, "low, high or auto"),
-     ({"base_url": "http://x/v1", "max_tokens_field": "n_predict"}, "max_completion_tokens"),
-     ({"base_url": "http://x/v1", "api_key_env": "not a name"}, "environment variable")],
+    [({"base_url": "http://x/v1", "image_detail": "ultra"}, "low, high or auto"),
+     ({"base_url": "http://x/v1", "max_tokens_field": "n_predict"}, "max_completion_tokens")],
 )
 def test_bad_options_are_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
