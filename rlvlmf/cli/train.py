@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 from pathlib import Path
 
 from rlvlmf.errors import UserError
@@ -89,19 +90,17 @@ def run(args: argparse.Namespace) -> int:
         overrides = list(args.overrides) + (["labeler.offline=true"] if args.offline else [])
         config = build_config(str(fields.pop("preset")), overrides, **fields)
         run_dir = Path(args.out) / (args.name or default_run_name(config))
-        if RunFiles(run_dir).is_complete():
-            raise UserError(f"{run_dir} already holds a finished run; choose another --name or --seed")
-        if RunFiles(run_dir).is_run():
-            raise UserError(f"{run_dir} already holds an unfinished run; continue it with "
-                            f"`rlvlmf train --resume {run_dir}` or choose another --name")
+        # run_training refuses a folder holding a started run; one whose start failed is reused.
         summary = run_training(config, run_dir, store_dir=args.store, export_dir=args.export_dir, progress=progress,
                                stop_after=args.stop_after)
     print(json.dumps(summary.__dict__, indent=2))
     if summary.extra.get("complete"):
-        print(f"results in {summary.run_dir} (metrics.csv, eval.jsonl, videos/, tensorboard/, reward_model.pt)")
-    else:
-        print(f"stopped at step {summary.steps}; continue with `rlvlmf train --resume {summary.run_dir}`")
-    return 0
+        print(f"results in {summary.run_dir} ({', '.join(RunFiles(summary.run_dir).results())})")
+        return 0
+    print(f"stopped at step {summary.steps}; continue with: rlvlmf train --resume {summary.run_dir}", flush=True)
+    stopped_by = summary.extra.get("stopped_by")
+    # A run stopped by a signal exits as such (130 for Ctrl-C), so scripts and sweeps see it did not finish.
+    return 128 + signal.Signals[stopped_by].value if stopped_by else 0
 
 
 def env_fields(args: argparse.Namespace) -> dict[str, str]:

@@ -15,6 +15,11 @@ NoPreference = Literal["soft", "drop"]
 # PEBBLE's 3x256 state reward MLP.
 CONV_KERNELS: tuple[int, ...] = (5, 3, 3, 3)
 CONV_STRIDES: tuple[int, ...] = (3, 2, 2, 2)
+CONV_PADDINGS: tuple[int, ...] = tuple(kernel // 2 for kernel in CONV_KERNELS)
+"""Zero padding of each conv. The reference convs have none, and then at 64 px the last layer
+is one cell that sees pixels 0-46 only: rows and columns 47-63 never reached the reward. With
+``kernel // 2`` every pixel of a frame of any size reaches it (the measured choice among
+padding, global pooling and other frame sizes: docs/reward_encoder.md)."""
 STATE_HIDDEN_DEFAULT: tuple[int, ...] = (256, 256, 256)
 
 
@@ -124,17 +129,36 @@ class RewardModelConfig:
         return () if self.input == "image" else STATE_HIDDEN_DEFAULT
 
 
+def conv_sizes(frame_size: int) -> list[int]:
+    """Spatial side of the input and of each conv layer's output for a square frame."""
+    sizes = [frame_size]
+    for kernel, stride, padding in zip(CONV_KERNELS, CONV_STRIDES, CONV_PADDINGS):
+        sizes.append((sizes[-1] + 2 * padding - kernel) // stride + 1)
+    return sizes
+
+
 def conv_output_size(frame_size: int) -> int:
     """Spatial side of the conv encoder's output for a square input of side ``frame_size``."""
-    size = frame_size
-    for kernel, stride in zip(CONV_KERNELS, CONV_STRIDES):
-        size = (size - kernel) // stride + 1
-    return size
+    return conv_sizes(frame_size)[-1]
 
 
 def min_frame_size() -> int:
-    """Smallest frame side the conv encoder accepts (its output must be at least 1x1)."""
+    """Smallest frame side the conv encoder accepts: every conv's input must be at least as
+    wide as its kernel, or a window would hold more padding than picture."""
     size = 1
-    for kernel, stride in zip(reversed(CONV_KERNELS), reversed(CONV_STRIDES)):
-        size = (size - 1) * stride + kernel
+    while any(side < kernel for side, kernel in zip(conv_sizes(size), CONV_KERNELS)):
+        size += 1
     return size
+
+
+def receptive_field(layers: int) -> tuple[int, int, int]:
+    """Where one cell after the first ``layers`` convs looks, in input pixels.
+
+    Returns:
+        ``(size, jump, start)``: cell ``i`` (along a row or column) sees the ``size`` pixels
+        from ``start + i * jump``; ``start`` is negative where the window reaches into padding.
+    """
+    size, jump, start = 1, 1, 0
+    for kernel, stride, padding in list(zip(CONV_KERNELS, CONV_STRIDES, CONV_PADDINGS))[:layers]:
+        size, start, jump = size + (kernel - 1) * jump, start - padding * jump, jump * stride
+    return size, jump, start

@@ -26,7 +26,10 @@ from rlvlmf.reward.preferences import PreferenceBatch, PreferenceDataset
 from rlvlmf.utils.atomic import atomic_open
 from rlvlmf.utils.device import as_device, autocast, to_device
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+"""2: the image encoder's convs are padded (``rlvlmf.reward.config.CONV_PADDINGS``). Format-1
+image models had unpadded convs, blind to the frame's bottom and right edges; their weights do
+not fit the padded encoder. Format-1 state-only models load unchanged."""
 ACCELERATOR_PREDICT_BATCH = 8192
 """Steps per forward pass when predicting on a GPU, where a pass's fixed cost dominates small
 batches (``predict_batch_size`` is tuned for CPU caches)."""
@@ -296,11 +299,21 @@ class RewardEnsemble(nn.Module):
     @classmethod
     def from_state(cls, state: dict, device: torch.device | str = "cpu") -> RewardEnsemble:
         """Rebuild an ensemble from ``state()`` output, saved on any device, onto ``device``."""
-        if state.get("format") != _FORMAT_VERSION:
-            raise UserError(f"reward model format {state.get('format')!r} is not supported (expected {_FORMAT_VERSION})")
-        ensemble = cls(from_dict(RewardModelConfig, state["config"]), device=device)
+        version = state.get("format")
+        if version not in (1, _FORMAT_VERSION):
+            raise UserError(f"reward model format {version!r} is not supported (expected {_FORMAT_VERSION})")
+        config = from_dict(RewardModelConfig, state["config"])
+        if version == 1 and config.uses_frames:
+            raise UserError(
+                "this image reward model was saved by an older rlvlmf (format 1) whose conv encoder could not "
+                "see the frame's bottom and right edges; its weights do not fit the current encoder: train a new one"
+            )
+        ensemble = cls(config, device=device)
         for member, member_state in zip(ensemble.members, state["members"], strict=True):
-            member.load_state_dict(member_state)
+            try:
+                member.load_state_dict(member_state)
+            except RuntimeError as err:  # a saved shape that this version's nets do not have
+                raise UserError(f"the saved reward model's weights do not fit this rlvlmf's reward nets ({err}); train a new one") from err
         ensemble.optimizer.load_state_dict(state["optimizer"])
         ensemble.rounds = int(state["rounds"])
         ensemble.eval()

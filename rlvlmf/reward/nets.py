@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rlvlmf.reward.config import CONV_KERNELS, CONV_STRIDES, RewardModelConfig, conv_output_size
+from rlvlmf.reward.config import CONV_KERNELS, CONV_PADDINGS, CONV_STRIDES, RewardModelConfig, conv_output_size, receptive_field
 
 
 def preprocess_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -27,22 +27,28 @@ def preprocess_frames(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
 
 
+def conv_layers(channels: Sequence[int]) -> list[nn.Module]:
+    """The RL-VLM-F convs (kernels 5/3/3/3, strides 3/2/2/2), each padded by ``kernel // 2`` so
+    every pixel reaches the output (``CONV_PADDINGS``), each followed by a LeakyReLU."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for out_channels, kernel, stride, padding in zip(channels, CONV_KERNELS, CONV_STRIDES, CONV_PADDINGS):
+        layers += [nn.Conv2d(in_channels, out_channels, kernel, stride, padding), nn.LeakyReLU()]
+        in_channels = out_channels
+    return layers
+
+
 class ConvEncoder(nn.Sequential):
-    """The RL-VLM-F image encoder: four strided convs with LeakyReLU, flattened."""
+    """The RL-VLM-F image encoder with padded convs: four strided convs with LeakyReLU, flattened
+    (at 64 px, 3x3 cells of ``channels[-1]`` features)."""
 
     def __init__(self, channels: tuple[int, ...]) -> None:
-        layers: list[nn.Module] = []
-        in_channels = 3
-        for out_channels, kernel, stride in zip(channels, CONV_KERNELS, CONV_STRIDES):
-            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride), nn.LeakyReLU()]
-            in_channels = out_channels
-        layers.append(nn.Flatten())
-        super().__init__(*layers)
+        super().__init__(*conv_layers(channels), nn.Flatten())
 
 
 FLS_ATTENTION_AFTER = 2
-"""Conv layers before the attention layer. After two layers a 64-pixel frame is still a 9x9
-grid; after four it is 1x1 and attention would have nothing to choose between."""
+"""Conv layers before the attention layer. After two layers a 64-pixel frame is still an 11x11
+grid; after four it is 3x3 and attention would have little to choose between."""
 FLS_ATTENTION_GAIN = 10.0
 """Multiplier of the attention logits. Under Adam it makes them learn that much faster than
 the convs. On tests/test_saliency.py's synthetic task (150 Adam steps), the mean map inside
@@ -50,7 +56,7 @@ the rewarded region / outside was 0.94 / 0.74 with gain 1 and 0.70 / 0.23 with g
 
 
 class FLSConvEncoder(nn.Module):
-    """The RL-VLM-F conv encoder with a spatial softmax attention layer after ``attention_after`` convs.
+    """The (padded) RL-VLM-F conv encoder with a spatial softmax attention layer after ``attention_after`` convs.
 
     The attention conv starts at zero, so the untrained encoder weights every position
     equally and behaves like the plain encoder. Weights are scaled by the number of
@@ -67,22 +73,16 @@ class FLSConvEncoder(nn.Module):
         super().__init__()
         if not 1 <= attention_after <= len(channels):
             raise ValueError(f"attention_after must be in [1, {len(channels)}], got {attention_after}")
-        layers: list[nn.Module] = []
-        in_channels = 3
-        for out_channels, kernel, stride in zip(channels, CONV_KERNELS, CONV_STRIDES):
-            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride), nn.LeakyReLU()]
-            in_channels = out_channels
+        layers = conv_layers(channels)
         self.before = nn.Sequential(*layers[: 2 * attention_after])
         self.after = nn.Sequential(*layers[2 * attention_after :], nn.Flatten())
         # Two extra input channels carry each cell's (row, column): a 1x1 conv over features
-        # alone scores content only, and could not learn to look at a place (unpadded convs
-        # carry no position).
+        # alone scores content only, and could not learn to look at a place (padding marks
+        # only the border cells).
         self.attention = nn.Conv2d(channels[attention_after - 1] + 2, 1, kernel_size=1)
-        extent, jump = 1, 1
-        for kernel, stride in zip(CONV_KERNELS[:attention_after], CONV_STRIDES[:attention_after]):
-            extent, jump = extent + (kernel - 1) * jump, jump * stride
-        self.receptive_field = (extent, jump)
-        """``(size, jump)`` in input pixels of one attention cell's window."""
+        self.receptive_field = receptive_field(attention_after)
+        """``(size, jump, start)`` in input pixels of one attention cell's window
+        (``rlvlmf.reward.config.receptive_field``)."""
         nn.init.zeros_(self.attention.weight)
         nn.init.zeros_(self.attention.bias)
 

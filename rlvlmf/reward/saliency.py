@@ -95,26 +95,29 @@ def fls_saliency(encoder: FLSConvEncoder, images: torch.Tensor) -> np.ndarray:
     return _normalise(maps[:, 0])
 
 
-def project_to_pixels(weights: torch.Tensor, field: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+def project_to_pixels(weights: torch.Tensor, field: tuple[int, int, int], size: tuple[int, int]) -> torch.Tensor:
     """Spread each cell's weight over the pixels of its receptive field (mean where fields overlap).
 
     Plain interpolation would misplace the map: a conv cell sees a window that starts at
-    ``index * jump``, not one centred on ``(index + 0.5) * H / h``.
+    ``start + index * jump``, not one centred on ``(index + 0.5) * H / h``.
 
     Args:
         weights: ``(N, 1, h, w)`` per-cell values.
-        field: ``(size, jump)`` of a cell's receptive field in input pixels.
+        field: ``(size, jump, start)`` of a cell's receptive field in input pixels
+            (``FLSConvEncoder.receptive_field``); ``start < 0`` where windows reach into padding.
         size: ``(H, W)`` of the input.
 
     Returns:
         ``(N, 1, H, W)``.
     """
-    extent, jump = field
-    kernel = torch.ones(1, 1, extent, extent, dtype=weights.dtype)
+    extent, jump, start = field
+    kernel = torch.ones(1, 1, extent, extent, dtype=weights.dtype, device=weights.device)
     painted = F.conv_transpose2d(weights, kernel, stride=jump)
     coverage = F.conv_transpose2d(torch.ones_like(weights[:1]), kernel, stride=jump)
     maps = painted / coverage
-    # Pixels past the last window (the conv's floor division drops them) get no weight.
+    # Row/column 0 of ``maps`` is input pixel ``start``: drop the padding before the frame (or
+    # pad when windows start inside it), then pixels past the last window get no weight.
+    maps = maps[..., -start:, -start:] if start < 0 else F.pad(maps, (start, 0, start, 0))
     pad_h, pad_w = max(size[0] - maps.shape[-2], 0), max(size[1] - maps.shape[-1], 0)
     return F.pad(maps, (0, pad_w, 0, pad_h))[..., : size[0], : size[1]]
 

@@ -141,6 +141,10 @@ class ReplayBuffer:
         return slot
 
     # ------------------------------------------------------------------ reading
+    def open_episode_slots(self) -> np.ndarray:
+        """Slots of the episode in progress (begun, not ended), oldest first."""
+        return (self.total_added - self._step + np.arange(self._step)) % self.capacity
+
     def recent_episodes(self, count: int) -> list[np.ndarray]:
         """Slots of the last ``count`` finished episodes still fully in the buffer.
 

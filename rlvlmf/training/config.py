@@ -186,6 +186,9 @@ class TrainConfig:
     """Write a GIF of the first episode of each evaluation."""
     checkpoint_every: int = 10_000
     """A checkpoint at the first episode end after this many steps since the last one."""
+    checkpoint_minutes: float = 10.0
+    """Also a checkpoint (mid-episode if need be) when this many minutes passed since the last
+    one, so a slow run loses little to a crash; 0 turns the timer off."""
     update_every: int = 1
     """Env steps per SAC gradient step."""
     threads: int = 1
@@ -218,6 +221,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         check_device(self.device)  # whether that GPU exists is checked when the run starts
+        if not self.checkpoint_minutes >= 0:  # also refuses NaN
+            raise ConfigError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
         if self.sampling not in SAMPLING_METHODS:
             raise ConfigError(f"sampling must be one of {SAMPLING_METHODS}, got {self.sampling!r}")
         if self.segment_length != 1 and self.query_pool_size < 2:

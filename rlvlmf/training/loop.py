@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.config import parse_options
 from rlvlmf.envs import make_env
 from rlvlmf.envs.frames import resize_frame
-from rlvlmf.errors import BudgetExhausted
+from rlvlmf.errors import BudgetExhausted, UserError
 from rlvlmf.training.evaluate import evaluate_policy
 from rlvlmf.feedback.base import FramePair, Label
 from rlvlmf.feedback.labeler import Labeler
@@ -152,6 +152,7 @@ class Trainer:
             self.pool = QueryPool(config.query_pool_size)
             self.store = QueryStore(store_dir)
             backend = make_backend(config.backend, rng=config.seed, **parse_options(config.backend_options))
+            backend.check()  # e.g. a local model's files: now, not at the first feedback round
             self.labeler = Labeler(backend, self.task, self.store, config.labeler, run_id=self.run_dir.name,
                                    rng=np.random.default_rng(config.seed + 1))
             if config.unsup_steps > 0:
@@ -554,7 +555,8 @@ class Trainer:
             eval_success_rate=None if last is None else last.success_rate,
             label_accuracy=self._last_fit.get("reward/label_gt_acc"),
             wall_s=self.counters.wall_s,
-            extra={"complete": complete},
+            extra={"complete": complete, **({"stopped_by": signal.Signals(self.stop.signum).name}
+                                            if self.stop.requested and not complete else {})},
         )
 
     def close(self) -> None:
@@ -585,23 +587,47 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = Fal
         stop_after: Stop (without finishing) after this many steps; for tests and demos.
 
     Returns:
-        The run's summary (``extra["complete"]`` says whether it reached ``config.steps``).
+        The run's summary (``extra["complete"]`` says whether it reached ``config.steps``;
+        ``extra["stopped_by"]`` names the signal that stopped it early, if one did).
+
+    Raises:
+        UserError: Bad config, backend, model or reward source (found before ``run_dir`` is
+            made or touched); the folder holds another run; another process trains in it.
     """
     run_dir = Path(run_dir)
+    files = RunFiles(run_dir)
     if resume:
         config = load_config(run_dir)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir)
-    trainer = Trainer(config, run_dir, store_dir=store_dir, export_dir=export_dir, progress=progress)
+    # One process per run folder. A folder that does not exist yet is made (and locked) only
+    # after every check has passed, so a start that fails leaves nothing behind.
+    lock = ProcessLock(files.lock, f"run folder {run_dir}")
+    if run_dir.is_dir():
+        lock.acquire()
     try:
-        if resume and (trainer.checkpoints.latest() is not None or checkpoint is not None):
-            trainer.load_checkpoint(checkpoint)
-            logger.info("resumed %s at step %d", run_dir, trainer.counters.step)
-        elif resume:
-            logger.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
-            for stale in (trainer.files.metrics, trainer.files.evals):
-                stale.unlink(missing_ok=True)
-        return trainer.run(stop_after=stop_after)
+        if not resume:
+            if files.is_complete():
+                raise UserError(f"{run_dir} already holds a finished run; choose another --name or --seed")
+            if files.is_started():
+                raise UserError(f"{run_dir} already holds an unfinished run; continue it with "
+                                f"`rlvlmf train --resume {run_dir}` or choose another --name")
+        # Building the trainer checks the backend (spec, options, API key, local model files)
+        # and the reward source (CLIP model, reward code) before anything is written.
+        trainer = Trainer(config, run_dir, store_dir=store_dir, export_dir=export_dir, progress=progress)
+        try:
+            if not resume:
+                files.clear_unstarted()  # what a start that never reached a step left behind
+                run_dir.mkdir(parents=True, exist_ok=True)
+                lock.acquire()
+                save_config(config, run_dir)
+            if resume and (trainer.checkpoints.latest() is not None or checkpoint is not None):
+                trainer.load_checkpoint(checkpoint)
+                logger.info("resumed %s at step %d", run_dir, trainer.counters.step)
+            elif resume:
+                logger.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
+                for stale in (trainer.files.metrics, trainer.files.evals):
+                    stale.unlink(missing_ok=True)
+            return trainer.run(stop_after=stop_after)
+        finally:
+            trainer.close()
     finally:
-        trainer.close()
+        lock.release()

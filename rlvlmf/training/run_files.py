@@ -6,6 +6,7 @@ goes through :class:`RunFiles`, so a renamed file is renamed once.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +74,35 @@ class RunFiles:
     def eval_video(self, step: int) -> Path:
         return self.videos / f"eval_{step:08d}.gif"
 
+    def results(self) -> list[str]:
+        """Names of the result files and folders that exist here (folders end in ``/``)."""
+        paths = (self.summary, self.metrics, self.evals, self.videos, self.tensorboard, self.reward_model,
+                 self.preferences, self.checkpoints)
+        return [p.name + ("/" if p.is_dir() else "") for p in paths if p.exists()]
+
     def is_run(self) -> bool:
         """Whether the folder holds a run (it has a config)."""
         return self.config.exists()
 
     def is_complete(self) -> bool:
         return self.summary.exists()
+
+    def is_started(self) -> bool:
+        """Whether a run here got as far as logging or checkpointing (then only ``--resume`` continues it)."""
+        return self.metrics.exists() or (self.checkpoints.is_dir() and any(self.checkpoints.iterdir()))
+
+    def clear_unstarted(self) -> None:
+        """Remove what a start that never reached its first logged step left, so the folder can be reused.
+
+        Raises:
+            ValueError: The run here has started (``is_started``); its files are left alone.
+        """
+        if self.is_started():
+            raise ValueError(f"{self.root} holds a started run")
+        for path in (self.config, self.evals):
+            path.unlink(missing_ok=True)
+        for folder in (self.tensorboard, self.videos, self.checkpoints):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 #: Inside the run folder and inside each checkpoint.

@@ -114,12 +114,19 @@ def test_gradient_saliency_of_a_known_function(rng: np.random.Generator) -> None
 
 def test_receptive_field_projection_and_overlay() -> None:
     encoder = FLSConvEncoder((4, 4, 4, 4))
-    assert encoder.receptive_field == (11, 6)  # 5x5 stride 3, then 3x3 stride 2
-    weights = torch.zeros(1, 1, 7, 7)
+    # 5x5 stride 3 padded by 2, then 3x3 stride 2 padded by 1: windows of 11 every 6, from -5.
+    assert encoder.receptive_field == (11, 6, -5)
+    _, weights = encoder.attend(torch.zeros(1, 3, SIZE, SIZE))
+    assert weights.shape == (1, 1, 8, 8)
+    weights = torch.zeros(1, 1, 8, 8)
     weights[0, 0, 0, 6] = 1.0
     painted = project_to_pixels(weights, encoder.receptive_field, (SIZE, SIZE))[0, 0].numpy()
-    # Cell (0, 6) sees rows 0..10 and columns 36..46.
-    assert painted[:11, 36:47].min() > 0 and painted[11:].max() == 0 and painted[:, :36].max() == 0
+    # Cell (0, 6) sees rows -5..5 and columns 31..41; the rows above 0 are padding.
+    assert painted[:6, 31:42].min() > 0 and painted[6:].max() == 0
+    assert painted[:, :31].max() == 0 and painted[:, 42:].max() == 0
+    # The last cell's window ends at the frame's last pixel: every pixel belongs to some cell.
+    covered = project_to_pixels(torch.ones(1, 1, 8, 8), encoder.receptive_field, (SIZE, SIZE))
+    assert covered.min() > 0
     frame = np.full((4, 4, 3), 100, np.uint8)
     shown = overlay(frame, np.eye(4), scale=3)
     assert shown.shape == (12, 12, 3)
