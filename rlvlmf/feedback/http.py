@@ -64,7 +64,8 @@ class ApiEndpoint:
     Attributes:
         provider: Name used in messages (``"openai"``).
         default_url: Base URL used when none is given.
-        is_official: Whether a base URL is the provider's own API, which needs a key.
+        official_host: Host name of the provider's own API, which needs a key (its
+            subdomains count too: ``googleapis.com`` covers ``generativelanguage.googleapis.com``).
         key_help: Where to get a key (or how to avoid needing one), appended to the
             missing-key message in parentheses.
         url_env: Environment variable read for the base URL before ``default_url`` ("" = none).
@@ -73,10 +74,15 @@ class ApiEndpoint:
 
     provider: str
     default_url: str
-    is_official: Callable[[str], bool]
+    official_host: str
     key_help: str
     url_env: str = ""
     url_example: str = ""
+
+    def is_official(self, base_url: str) -> bool:
+        """Whether a base URL is the provider's own API (which needs a key)."""
+        host = (urlsplit(base_url).hostname or "").lower()
+        return host == self.official_host or host.endswith(f".{self.official_host}")
 
     def base_url(self, given: str | None) -> str:
         """The base URL to use: ``given``, else ``$url_env``, else the default; no trailing ``/``."""

@@ -8,25 +8,38 @@ are set up. That set-up is here, once:
 - the API key, read from the environment when the backend is built, kept in memory only,
   sent in the header the provider names, and scrubbed from every error message;
 - ``httpx`` clients per event loop (``LoopLocalClient``), sharing one TLS context;
-- ``_post``: one JSON request with the shared error policy of ``rlvlmf.feedback.http``.
+- ``_post``: one JSON request with the shared error policy of ``rlvlmf.feedback.http``;
+- structured answers (a JSON schema, an enum, a forced tool call: whatever the provider
+  offers) with one fallback: a server that rejects them is asked in plain text from then on,
+  for the life of the backend (the parser reads both forms).
 
-A provider subclass sets ``api`` (its ``ApiEndpoint``) and ``_key_headers``, passes the
-variables its key may come from to ``__init__``, and writes ``_endpoint`` (the URL posted to)
-and ``achat`` with ``_post``.
+A provider subclass sets ``api`` (its ``ApiEndpoint``) and ``structured_rejected``, passes the
+variables its key may come from to ``__init__``, and writes ``_endpoint`` (the URL posted to),
+``_key_headers`` and ``achat`` (with ``_wants_structured`` and ``_post_structured``).
 """
 
 from __future__ import annotations
 
 import abc
+import logging
+import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
 from rlvlmf import __version__
+from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatBackend, ProtocolConfig
 from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
+
+log = logging.getLogger(__name__)
+
+
+def usage_count(value: Any) -> int:
+    """A token count from a provider's usage block: a non-negative int, else 0 (absent, null, junk)."""
+    return value if type(value) is int and value >= 0 else 0
 
 
 class HttpChatBackend(ChatBackend, abc.ABC):
@@ -38,6 +51,7 @@ class HttpChatBackend(ChatBackend, abc.ABC):
         protocol: How to ask; defaults to the RL-VLM-F two-stage protocol.
         timeout_s: Per-request timeout in seconds.
         key_envs: Environment variables the key may come from, first set one wins.
+        structured_output: Ask for a structured answer on choice questions.
 
     Raises:
         ConfigError: The base URL is not http(s), a key variable name is invalid, or no key
@@ -52,6 +66,11 @@ class HttpChatBackend(ChatBackend, abc.ABC):
     """``httpx`` clients per event loop (see ``LoopLocalClient``)."""
     connections_per_shard: ClassVar[int] = 256
     """Connection-pool size of each client."""
+    structured_rejected: ClassVar[re.Pattern[str]]
+    """Error text (of a 400 to a structured request) meaning the server does not do structured answers."""
+    structured_rejection_statuses: ClassVar[frozenset[int]] = frozenset({400})
+    structured_kind: ClassVar[str] = "structured output"
+    """What the structured answer is called in the fallback warning."""
 
     def __init__(
         self,
@@ -61,6 +80,7 @@ class HttpChatBackend(ChatBackend, abc.ABC):
         protocol: ProtocolConfig | None,
         timeout_s: float,
         key_envs: Sequence[str],
+        structured_output: bool = True,
     ) -> None:
         base_url = self.api.base_url(base_url)
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
@@ -69,6 +89,8 @@ class HttpChatBackend(ChatBackend, abc.ABC):
         self._api_key = key.value
         self._key_hint = key.env_hint
         self.endpoint = self._endpoint(base_url)
+        self.structured_output = structured_output
+        self._structured_supported = True
         self._ssl_context: ssl.SSLContext | None = None
         self._client = LoopLocalClient(self._make_client, shards=self.client_shards)
 
@@ -115,3 +137,31 @@ class HttpChatBackend(ChatBackend, abc.ABC):
             secrets=(self._api_key,),
             auth_hint=f"check {self._key_hint}",
         )
+
+    def _wants_structured(self, choices: Sequence[str] | None) -> bool:
+        """Whether to ask for a structured answer: a choice question, the option on, not rejected before."""
+        return bool(choices) and self.structured_output and self._structured_supported
+
+    async def _post_structured(
+        self, payload: dict[str, Any], structured: bool, to_plain: Callable[[dict[str, Any]], None]
+    ) -> tuple[dict[str, Any], bool]:
+        """``_post``; if the server rejects the structured part, ask in plain text, now and from then on.
+
+        Args:
+            payload: The request, with its structured part when ``structured``.
+            structured: Whether the payload asks for a structured answer.
+            to_plain: Removes the structured part from a payload (in place).
+
+        Returns:
+            The response body, and whether it answers a structured request.
+        """
+        try:
+            return await self._post(payload), structured
+        except BackendError as exc:
+            rejected = exc.status in self.structured_rejection_statuses and self.structured_rejected.search(str(exc))
+            if not (structured and rejected):
+                raise
+        log.warning("%s: %s rejected %s; asking in plain text from now on", self.family, self.base_url, self.structured_kind)
+        self._structured_supported = False
+        to_plain(payload)
+        return await self._post(payload), False

@@ -16,7 +16,7 @@ from rlvlmf.feedback.backends.openai import OpenAIBackend
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatMessage, ChatReply
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend
+from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
 from rlvlmf.testing.json_server import ScriptedJSONServer
 from rlvlmf.testing.openai_server import FakeResponse, RecordedRequest
 
@@ -27,7 +27,7 @@ class EchoChat(HttpChatBackend):
     """The smallest HTTP chat provider: ``{"text": ...}`` in, ``{"text": ...}`` out."""
 
     family = "echo"
-    api = ApiEndpoint(provider="echo", default_url="https://echo.invalid", is_official=lambda url: "echo.invalid" in url,
+    api = ApiEndpoint(provider="echo", default_url="https://echo.invalid", official_host="echo.invalid",
                       key_help="ask the echo team")
     client_shards = 3
 
@@ -104,3 +104,12 @@ def test_shards_share_one_tls_context() -> None:
 @pytest.mark.parametrize("cls", [OpenAIBackend, GeminiBackend, AnthropicBackend])
 def test_every_api_chat_backend_is_an_http_chat_backend(cls: type[Any]) -> None:
     assert issubclass(cls, HttpChatBackend) and cls.api.provider == cls.family
+
+
+def test_the_official_host_covers_its_subdomains_only() -> None:
+    assert EchoChat.api.is_official("https://echo.invalid/v1") and EchoChat.api.is_official("https://EU.echo.invalid")
+    assert not EchoChat.api.is_official("https://notecho.invalid") and not EchoChat.api.is_official("http://127.0.0.1:9")
+
+
+def test_usage_counts_are_non_negative_ints_or_zero() -> None:
+    assert [usage_count(v) for v in (7, 0, -1, None, "12", 3.0, True)] == [7, 0, 0, 0, 0, 0, 0]

@@ -17,19 +17,15 @@ a custom URL.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend
+from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
 from rlvlmf.feedback.images import to_base64_png
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -40,18 +36,12 @@ TOOL_MIN_TOKENS = 64
 """Token floor for a forced tool call: the call's JSON wrapper costs tokens beyond the
 label itself, and a call cut off by ``max_tokens`` has no usable input."""
 
-_STRUCTURED_REJECTED = re.compile(r"tool", re.IGNORECASE)
-
-
-def is_official(base_url: str) -> bool:
-    """Whether a base URL is Anthropic's own API (which needs a key)."""
-    return (urlsplit(base_url).hostname or "").lower() == "api.anthropic.com"
 
 
 ENDPOINT = ApiEndpoint(
     provider="anthropic",
     default_url=DEFAULT_BASE_URL,
-    is_official=is_official,
+    official_host="api.anthropic.com",
     key_help="keys: https://console.anthropic.com/settings/keys",
 )
 
@@ -75,6 +65,8 @@ class AnthropicBackend(HttpChatBackend):
     key_env = (DEFAULT_KEY_ENV,)
     description = "Anthropic Messages API (base64 PNG image blocks, answers via a forced tool call); @URL for proxies"
     api = ENDPOINT
+    structured_rejected = re.compile(r"tool", re.IGNORECASE)
+    structured_kind = "the forced tool call"
 
     def __init__(
         self,
@@ -86,9 +78,8 @@ class AnthropicBackend(HttpChatBackend):
         structured_output: bool = True,
         api_key_env: str = DEFAULT_KEY_ENV,
     ) -> None:
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,))
-        self.structured_output = structured_output
-        self._structured_supported = True
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,),
+                         structured_output=structured_output)
 
     def _endpoint(self, base_url: str) -> str:
         return f"{base_url}/messages" if base_url.endswith("/v1") else f"{base_url}/v1/messages"
@@ -115,21 +106,16 @@ class AnthropicBackend(HttpChatBackend):
         }
         if system:
             payload["system"] = system
-        structured = bool(choices) and self.structured_output and self._structured_supported
+        structured = self._wants_structured(choices)
         if structured:
             payload.update(_forced_tool(choices or ()))
             payload["max_tokens"] = max(max_tokens, TOOL_MIN_TOKENS)
-        try:
-            data = await self._post(payload)
-        except BackendError as exc:
-            if not (structured and exc.status == 400 and _STRUCTURED_REJECTED.search(str(exc))):
-                raise
-            log.warning("anthropic: %s rejected the forced tool call; asking in plain text from now on", self.base_url)
-            self._structured_supported = structured = False
-            for key in ("tools", "tool_choice"):
-                del payload[key]
+
+        def to_plain(payload: dict[str, Any]) -> None:
+            del payload["tools"], payload["tool_choice"]
             payload["max_tokens"] = max_tokens
-            data = await self._post(payload)
+
+        data, structured = await self._post_structured(payload, structured, to_plain)
         reply = parse_response(data)
         reply.meta["structured"] = structured
         return reply
@@ -174,7 +160,7 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
     if not isinstance(content, list):
         raise BackendError(f"anthropic: response has no content (keys: {sorted(data)[:10]})")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    input_tokens = sum(_int(usage.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    input_tokens = sum(usage_count(usage.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
     stop = data.get("stop_reason")
     meta = {k: v for k, v in (("model", data.get("model")), ("stop_reason", stop), ("id", data.get("id"))) if isinstance(v, str)}
     blocks = [b for b in content if isinstance(b, dict)]
@@ -185,9 +171,5 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
         # An input without a string answer is kept verbatim so the parser records it as unparseable.
         text = answer if isinstance(answer, str) else json.dumps(tool.get("input"))
     refusal = "refusal" if stop == "refusal" else None
-    return ChatReply(text=text, input_tokens=input_tokens, output_tokens=_int(usage.get("output_tokens")),
+    return ChatReply(text=text, input_tokens=input_tokens, output_tokens=usage_count(usage.get("output_tokens")),
                      refusal=refusal, meta=meta)
-
-
-def _int(value: Any) -> int:
-    return value if type(value) is int and value >= 0 else 0

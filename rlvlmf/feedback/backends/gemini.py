@@ -20,22 +20,18 @@ the pair is recorded as an abstain with the reason.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from rlvlmf.errors import ConfigError
-from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend
+from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
 from rlvlmf.feedback.images import to_base64_png
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -47,19 +43,13 @@ BLOCKING_FINISH_REASONS = frozenset(
 """Finish reasons that mean the model's answer was withheld, not just cut short."""
 
 _API_VERSION = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
-_STRUCTURED_REJECTED = re.compile(r"response_?schema|response_?mime_?type|responseSchema|responseMimeType|enum", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
-
-
-def is_official(base_url: str) -> bool:
-    """Whether a base URL is Google's own Gemini API (which needs a key)."""
-    return (urlsplit(base_url).hostname or "").lower().endswith("googleapis.com")
 
 
 ENDPOINT = ApiEndpoint(
     provider="gemini",
     default_url=DEFAULT_BASE_URL,
-    is_official=is_official,
+    official_host="googleapis.com",
     key_help="create a key at https://aistudio.google.com/apikey",
 )
 
@@ -87,6 +77,8 @@ class GeminiBackend(HttpChatBackend):
     key_env = KEY_ENVS
     description = "Google Gemini generateContent API (inline PNG images, enum-constrained answers); @URL for proxies"
     api = ENDPOINT
+    structured_rejected = re.compile(r"response_?schema|response_?mime_?type|responseSchema|responseMimeType|enum", re.IGNORECASE)
+    structured_kind = "the enum response schema"
 
     def __init__(
         self,
@@ -103,10 +95,8 @@ class GeminiBackend(HttpChatBackend):
             raise ConfigError(f"gemini: thinking_budget must be -1 (model default), 0 (off) or a token count, got {thinking_budget}")
         model = model.strip().removeprefix("models/") if model else model
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s,
-                         key_envs=(api_key_env,) if api_key_env else KEY_ENVS)
-        self.structured_output = structured_output
+                         key_envs=(api_key_env,) if api_key_env else KEY_ENVS, structured_output=structured_output)
         self.thinking_budget = thinking_budget
-        self._structured_supported = True
 
     def _endpoint(self, base_url: str) -> str:
         root = base_url if _API_VERSION.search(base_url) else f"{base_url}/v1beta"
@@ -137,24 +127,19 @@ class GeminiBackend(HttpChatBackend):
         config: dict[str, Any] = {"temperature": self.protocol.temperature, "maxOutputTokens": limit, "candidateCount": 1}
         if self.thinking_budget != -1:
             config["thinkingConfig"] = {"thinkingBudget": self.thinking_budget}
-        structured = bool(choices) and self.structured_output and self._structured_supported
+        structured = self._wants_structured(choices)
         if structured:
             config["responseMimeType"] = "text/x.enum"
             config["responseSchema"] = {"type": "STRING", "enum": list(choices or ())}
         payload["generationConfig"] = config
-        try:
-            data = await self._post(payload)
-        except BackendError as exc:
-            if not (structured and exc.status == 400 and _STRUCTURED_REJECTED.search(str(exc))):
-                raise
-            log.warning("gemini: %s rejected the enum response schema; asking in plain text from now on", self.base_url)
-            self._structured_supported = False
-            structured = False
-            del config["responseMimeType"], config["responseSchema"]
-            data = await self._post(payload)
+        data, structured = await self._post_structured(payload, structured, _without_schema)
         reply = parse_response(data)
         reply.meta["structured"] = structured
         return reply
+
+
+def _without_schema(payload: dict[str, Any]) -> None:
+    del payload["generationConfig"]["responseMimeType"], payload["generationConfig"]["responseSchema"]
 
 
 def _part(part: str | Any) -> dict[str, Any]:
@@ -174,8 +159,8 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
     Blocked prompts, withheld candidates and empty responses become ``refusal``s.
     """
     usage = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
-    input_tokens = _int(usage.get("promptTokenCount"))
-    output_tokens = _int(usage.get("candidatesTokenCount")) + _int(usage.get("thoughtsTokenCount"))
+    input_tokens = usage_count(usage.get("promptTokenCount"))
+    output_tokens = usage_count(usage.get("candidatesTokenCount")) + usage_count(usage.get("thoughtsTokenCount"))
     meta: dict[str, Any] = {k: data[k] for k in ("modelVersion", "responseId") if isinstance(data.get(k), str)}
     feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
     candidates = data.get("candidates") if isinstance(data.get("candidates"), list) else []
@@ -197,7 +182,7 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
     text = "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought"))
     if finish in BLOCKING_FINISH_REASONS:
         return refused(f"finish reason {finish}")
-    if finish == "MAX_TOKENS" and not text.strip() and _int(usage.get("thoughtsTokenCount")):
+    if finish == "MAX_TOKENS" and not text.strip() and usage_count(usage.get("thoughtsTokenCount")):
         return refused("thinking used the whole token budget (set thinking_budget=0 or a small budget, "
                        "or raise the max tokens)")
     return ChatReply(text=text, input_tokens=input_tokens, output_tokens=output_tokens, meta=meta)
@@ -222,7 +207,3 @@ async def _retry_info_as_header(response: httpx.Response) -> None:
         if match:
             response.headers["Retry-After"] = match.group(1)
             return
-
-
-def _int(value: Any) -> int:
-    return value if type(value) is int and value >= 0 else 0

@@ -20,36 +20,25 @@ both forms.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend
+from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
 from rlvlmf.feedback.images import to_data_url
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
-# A 400/422 naming one of these means the server does not do JSON-schema output.
-_STRUCTURED_REJECTED = re.compile(r"response_format|json_schema|schema|guided|grammar", re.IGNORECASE)
 # 8 pools of 32 connections: room for 256 requests in flight, short pool scans (see LoopLocalClient).
 _CLIENT_SHARDS = 8
 _CONNECTIONS_PER_SHARD = 32
 _TOP_LOGPROBS = 5
-
-
-def is_official(base_url: str) -> bool:
-    """Whether a base URL is OpenAI's own API (which needs a key and newer parameter names)."""
-    return (urlsplit(base_url).hostname or "").lower() == "api.openai.com"
 
 
 ENDPOINT = ApiEndpoint(
@@ -57,7 +46,7 @@ ENDPOINT = ApiEndpoint(
     default_url=DEFAULT_BASE_URL,
     url_env=BASE_URL_ENV,
     url_example=" (e.g. http://localhost:8000/v1)",
-    is_official=is_official,
+    official_host="api.openai.com",
     key_help="for a local OpenAI-compatible server, give its URL: openai:MODEL@http://localhost:8000/v1",
 )
 
@@ -87,6 +76,9 @@ class OpenAIBackend(HttpChatBackend):
     key_env = (DEFAULT_KEY_ENV,)
     description = "Chat Completions API: OpenAI, or a compatible server (vLLM, SGLang, Ollama, llama.cpp) at @URL"
     api = ENDPOINT
+    # A 400/422 naming one of these means the server does not do JSON-schema output.
+    structured_rejected = re.compile(r"response_format|json_schema|schema|guided|grammar", re.IGNORECASE)
+    structured_rejection_statuses = frozenset({400, 422})
     client_shards = _CLIENT_SHARDS
     connections_per_shard = _CONNECTIONS_PER_SHARD
 
@@ -107,12 +99,11 @@ class OpenAIBackend(HttpChatBackend):
             raise ConfigError(f"openai: image_detail {image_detail!r} is not valid; use low, high or auto")
         if max_tokens_field not in ("", "max_tokens", "max_completion_tokens"):
             raise ConfigError(f"openai: max_tokens_field {max_tokens_field!r} is not valid; use max_tokens or max_completion_tokens")
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,))
-        self.structured_output = structured_output
+        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,),
+                         structured_output=structured_output)
         self.image_detail = image_detail
         self.logprobs = logprobs
-        self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if is_official(self.base_url) else "max_tokens")
-        self._structured_supported = True
+        self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if ENDPOINT.is_official(self.base_url) else "max_tokens")
 
     def _endpoint(self, base_url: str) -> str:
         return f"{base_url}/chat/completions"
@@ -138,22 +129,13 @@ class OpenAIBackend(HttpChatBackend):
             "temperature": self.protocol.temperature,
             self.max_tokens_field: max_tokens,
         }
-        structured = bool(choices) and self.structured_output and self._structured_supported
+        structured = self._wants_structured(choices)
         if structured:
             payload["response_format"] = _choice_schema(choices or ())
         if choices and self.logprobs:
             payload["logprobs"] = True
             payload["top_logprobs"] = _TOP_LOGPROBS
-        try:
-            data = await self._post(payload)
-        except BackendError as exc:
-            if not (structured and exc.status in (400, 422) and _STRUCTURED_REJECTED.search(str(exc))):
-                raise
-            log.warning("openai: %s rejected structured output; asking in plain text from now on", urlsplit(self.base_url).hostname)
-            self._structured_supported = False
-            structured = False
-            del payload["response_format"]
-            data = await self._post(payload)
+        data, structured = await self._post_structured(payload, structured, lambda p: p.pop("response_format"))
         reply = _reply(data)
         reply.meta["structured"] = structured
         if choices and self.logprobs:
@@ -215,8 +197,8 @@ def _reply(data: dict[str, Any]) -> ChatReply:
     meta = {k: v for k, v in (("model", data.get("model")), ("finish_reason", finish), ("system_fingerprint", data.get("system_fingerprint"))) if isinstance(v, str)}
     return ChatReply(
         text=text,
-        input_tokens=_int(usage.get("prompt_tokens")),
-        output_tokens=_int(usage.get("completion_tokens")),
+        input_tokens=usage_count(usage.get("prompt_tokens")),
+        output_tokens=usage_count(usage.get("completion_tokens")),
         refusal=refusal,
         meta=meta,
     )
@@ -250,7 +232,3 @@ def _choice_logprobs(logprobs: Any, choices: Sequence[str]) -> dict[str, float] 
 
 def _token(token: Any) -> str | None:
     return token.strip().strip('"') if isinstance(token, str) else None
-
-
-def _int(value: Any) -> int:
-    return value if type(value) is int and value >= 0 else 0
