@@ -67,6 +67,44 @@ def test_dict_round_trip_and_unknown_fields() -> None:
         from_dict(Outer, {"nope": 1})
 
 
+@dataclasses.dataclass(frozen=True)
+class Plain:
+    kind: Literal["plain"] = dataclasses.field(default="plain", init=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class FromFile:
+    file: str
+    kind: Literal["file"] = dataclasses.field(default="file", init=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tagged:
+    source: Plain | FromFile = dataclasses.field(default_factory=Plain)
+
+
+def test_tagged_union_round_trips_with_its_kind() -> None:
+    cfg = Tagged(FromFile("r.py"))
+    assert to_dict(cfg) == {"source": {"file": "r.py", "kind": "file"}}
+    assert from_dict(Tagged, to_dict(cfg)) == cfg
+    assert from_dict(Tagged, to_dict(Tagged())) == Tagged()
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        from_dict(Tagged, {"source": {"kind": "nope"}})
+    with pytest.raises(ConfigError, match="unknown field"):
+        from_dict(Tagged, {"source": {"kind": "plain", "file": "r.py"}})
+
+
+def test_tagged_union_reads_kind_or_kind_colon_value_text() -> None:
+    assert from_dict(Tagged, {"source": "file:a.py"}) == Tagged(FromFile("a.py"))
+    assert apply_overrides(Tagged(FromFile("a.py")), ["source=plain"]) == Tagged()
+    assert apply_overrides(Tagged(), ["source=file:b.py"]) == Tagged(FromFile("b.py"))
+    assert apply_overrides(Tagged(FromFile("a.py")), ["source.file=c.py"]) == Tagged(FromFile("c.py"))
+    for text, message in [("file", "needs its file: write file:FILE"), ("plain:x", "cannot be written"),
+                          ("other", "not one of")]:
+        with pytest.raises(ConfigError, match=message):
+            apply_overrides(Tagged(), [f"source={text}"])
+
+
 def test_top_level_names_resolve() -> None:
     import rlvlmf
 
