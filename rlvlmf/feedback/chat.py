@@ -19,7 +19,9 @@ Writing a provider backend::
         async def achat(self, messages, *, choices=None, max_tokens=512): ...
 
 ``MyBackend.from_spec("model-name", "https://host/v1", mode="one-stage", region="us")`` sorts
-protocol options (``ProtocolConfig`` fields) from provider options and builds it.
+protocol options (``ProtocolConfig`` fields) from provider options and builds it. A provider
+reached over HTTP subclasses ``rlvlmf.feedback.http_chat.HttpChatBackend`` instead, which
+sets up the endpoint, the API key and the HTTP clients once for all of them.
 """
 
 from __future__ import annotations

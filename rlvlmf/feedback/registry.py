@@ -234,8 +234,8 @@ def list_backends() -> list[BackendInfo]:
         try:
             cls = load_backend_class(family)
         except MissingDependencyError as exc:
-            missing = exc.__cause__.name if isinstance(exc.__cause__, ModuleNotFoundError) else None
-            infos.append(BackendInfo(family, target, str(exc), (), (), False, (missing or target.partition(":")[0],)))
+            module = exc.__cause__.name if isinstance(exc.__cause__, ModuleNotFoundError) else None
+            infos.append(BackendInfo(family, target, str(exc), (), (), False, (module or target.partition(":")[0],)))
             continue
         except ImportError as exc:  # a dependency that imports but fails (e.g. missing system lib)
             infos.append(BackendInfo(family, target, f"import failed: {exc}", (), (), False, (target.partition(":")[0],)))
