@@ -171,9 +171,13 @@ class TrainConfig:
     """How each round's pairs are chosen: ``uniform``, ``disagreement`` or ``entropy``."""
     segment_length: int = 1
     """Frames per compared segment (1 in RL-VLM-F: single frames)."""
+    query_window_episodes: int = 100
+    """Each round draws its pairs from the last this-many episodes (RL-VLM-F: 100). Only their
+    simulator states are kept; the chosen steps are drawn again at the VLM's size. 0, or an
+    env that cannot restore a state, uses the ``query_pool_size`` reservoir instead."""
     query_pool_size: int = 256
-    """Frames at the VLM's resolution kept per round to draw pairs from (a uniform reservoir
-    over the steps since the previous round); the only full-size frames a run keeps."""
+    """Fallback when no query window: frames at the VLM's resolution kept per round to draw
+    pairs from (a uniform reservoir over the steps since the previous round)."""
     reset_critic: bool = True
     """Reset the critic after the first feedback round, as in PEBBLE."""
     knn_k: int = 5
@@ -217,7 +221,7 @@ class TrainConfig:
         for name in ("steps", "num_interact", "reward_batch", "eval_episodes", "query_pool_size", "segment_length", "update_every", "threads", "knn_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("seed_steps", "unsup_steps", "max_feedback", "eval_every", "checkpoint_every"):
+        for name in ("seed_steps", "unsup_steps", "max_feedback", "eval_every", "checkpoint_every", "query_window_episodes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         check_device(self.device)  # whether that GPU exists is checked when the run starts

@@ -14,7 +14,7 @@ every frame with a CLIP-family model; ``CodeMode`` runs verified generated rewar
 sandbox.
 
 Checkpoints are taken at episode ends and hold everything a bit-for-bit continuation needs:
-agent, optimizers, buffer, preference data, ensemble, query pool, RNG states and counters.
+agent, optimizers, buffer, preference data, ensemble, query window (or pool), RNG states and counters.
 A checkpoint taken mid-episode (SIGINT/SIGTERM, or the wall-clock timer) also keeps the
 episode's reset seed; resuming resets the env with it and replays the episode's actions from
 the buffer, so no env state needs saving there either. Every VLM answer is in the query
@@ -42,6 +42,7 @@ from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.config import parse_options
 from rlvlmf.envs import make_env
+from rlvlmf.envs import sim_state
 from rlvlmf.envs.frames import resize_frame
 from rlvlmf.errors import BudgetExhausted, UserError
 from rlvlmf.training.evaluate import evaluate_policy
@@ -51,6 +52,7 @@ from rlvlmf.feedback.registry import make_backend
 from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
 from rlvlmf.training.metrics import MetricsLogger
 from rlvlmf.training.query_pool import QueryPool
+from rlvlmf.training.state_window import StateWindow
 from rlvlmf.reward.ensemble import RewardEnsemble
 from rlvlmf.reward.inputs import RewardInputs
 from rlvlmf.reward.preferences import UNKNOWN_LABEL, PreferenceDataset
@@ -140,6 +142,7 @@ class Trainer:
         self.ensemble: RewardEnsemble | None = None
         self.preferences: PreferenceDataset | None = None
         self.pool: QueryPool | None = None
+        self.window: StateWindow | None = None
         self.labeler: Labeler | None = None
         self.store: QueryStore | None = None
         self.entropy: KNNStateEntropy | None = None
@@ -149,7 +152,12 @@ class Trainer:
                 raise ValueError("reward_model.state_dim must match the env; build configs with resolve_config()")
             self.ensemble = RewardEnsemble(reward_cfg, seed=config.seed, device=self.device)
             self.preferences = PreferenceDataset(reward_cfg.capacity, reward_cfg.heldout_fraction)
-            self.pool = QueryPool(config.query_pool_size)
+            # Pairs come from the last episodes, drawn again from saved simulator states; an env
+            # that cannot restore its state keeps a reservoir of frames of the recent steps instead.
+            if config.query_window_episodes > 0 and sim_state.can_restore(self.env):
+                self.window = StateWindow(config.query_window_episodes)
+            else:
+                self.pool = QueryPool(config.query_pool_size)
             self.store = QueryStore(store_dir)
             backend = make_backend(config.backend, rng=config.seed, **parse_options(config.backend_options))
             backend.check()  # e.g. a local model's files: now, not at the first feedback round
@@ -171,6 +179,7 @@ class Trainer:
         """SIGINT/SIGTERM during ``run()`` ask it to checkpoint after the current step and return."""
         self.times = PhaseTimes()
         self._episode_seed_value: int | None = None
+        self._render_env_ready = False
         self._open_episode: dict[str, Any] | None = None  # set by a mid-episode checkpoint's load
         self._last_checkpoint_time = time.monotonic()
 
@@ -263,6 +272,12 @@ class Trainer:
         slot = self.buffer.add(obs, action, env_reward, next_obs, terminated, truncated, small)
         if in_pool:
             self.pool.put(slot, frame)
+        if self.window is not None:
+            first_step = not self.window.in_episode
+            self.window.add(self.buffer.total_added - 1, sim_state.step_state(self.env),
+                            sim_state.episode_state(self.env) if first_step else None)
+            if terminated or truncated:  # the buffer's episode ends too
+                self.window.end_episode()
         learned = 0.0  # until the first fit; relabelling then covers this slot too
         if self.ensemble is not None and self.ensemble.rounds > 0:
             learned = float(self.ensemble.predict(self.buffer.reward_inputs(np.array([slot]), self.state_kind))[0])
@@ -275,7 +290,7 @@ class Trainer:
     def _feedback_due(self) -> bool:
         c, cfg = self.counters, self.config
         return (self.labeler is not None and c.step >= c.next_feedback and c.queries < cfg.max_feedback
-                and len(self.pool) >= 2)
+                and len(self.window if self.window is not None else self.pool) >= 2)
 
     def _feedback_round(self) -> None:
         """Sample pairs -> label (store first) -> fit the ensemble -> relabel the buffer."""
@@ -311,7 +326,8 @@ class Trainer:
                                  self.buffer.reward_inputs(kept.second, self.state_kind),
                                  labels, self.rng, gt_labels=gt)
         counters.labels += int(keep.sum())
-        self.pool.clear()
+        if self.pool is not None:
+            self.pool.clear()
         if len(self.preferences) == 0:
             return
         report = self.ensemble.fit(self.preferences, self.rng)
@@ -358,17 +374,21 @@ class Trainer:
         )
 
     def _sample_pairs(self, num: int) -> SegmentPairs:
-        """Pairs of pooled steps (segments ending at them), chosen by the sampling method."""
+        """Pairs of segments from the query window (or pool), chosen by the sampling method."""
         T = self.config.segment_length
-        _, slots = self.pool.valid()
         buf = self.buffer
-        # A pooled step makes a candidate segment if its episode has T steps up to it.
-        ok = buf.step[slots] >= T - 1
-        candidates = [((s - T + 1 + np.arange(T)) % buf.capacity) for s in slots[ok]]
-        if len(candidates) < 2:
+        if self.window is not None:
+            candidates = self.window.episode_slots(buf.capacity, buf.total_added)
+        else:
+            _, slots = self.pool.valid()
+            # A pooled step makes a candidate segment if its episode has T steps up to it.
+            ok = buf.step[slots] >= T - 1
+            candidates = [((s - T + 1 + np.arange(T)) % buf.capacity) for s in slots[ok]]
+        if sum(max(len(c) - T + 1, 0) for c in candidates) < 2:
             return SegmentPairs(np.zeros((0, T), np.int64), np.zeros((0, T), np.int64))
         member_returns = None
-        if self.config.sampling != "uniform" and self.ensemble is not None:
+        # An untrained ensemble's disagreement is noise: the first round is uniform.
+        if self.config.sampling != "uniform" and self.ensemble is not None and self.ensemble.rounds > 0:
             def member_returns(pairs: SegmentPairs) -> tuple[np.ndarray, np.ndarray]:
                 first = self.ensemble.member_rewards(buf.reward_inputs(pairs.first, self.state_kind)).sum(-1)
                 second = self.ensemble.member_rewards(buf.reward_inputs(pairs.second, self.state_kind)).sum(-1)
@@ -381,12 +401,30 @@ class Trainer:
         return pairs.take(np.sort(first_seen))
 
     def _query_frames(self, pairs: SegmentPairs) -> tuple[np.ndarray, np.ndarray]:
-        """The VLM-size frames of the last step of each side, from the query pool."""
+        """The VLM-size frames of the last step of each side, drawn again or from the query pool."""
+        if self.window is not None:
+            frames = self._render_past(np.concatenate([pairs.first[:, -1], pairs.second[:, -1]]))
+            return frames[: len(pairs)], frames[len(pairs):]
         positions, slots = self.pool.valid()
         where = dict(zip(slots.tolist(), positions.tolist()))
         first = self.pool.frames[[where[int(s)] for s in pairs.first[:, -1]]]
         second = self.pool.frames[[where[int(s)] for s in pairs.second[:, -1]]]
         return first, second
+
+    def _render_past(self, slots: np.ndarray) -> np.ndarray:
+        """``(N, H, W, 3)`` frames of past steps, drawn from their saved simulator states.
+
+        The evaluation env draws them: the training env is mid-episode, and every evaluation
+        episode starts with a seeded reset, so what is restored here never reaches a result.
+        """
+        if not self._render_env_ready:
+            self.eval_env.reset(seed=0)  # wrappers refuse to render before the first reset
+            self._render_env_ready = True
+        frames = []
+        for episode, step in self.window.states_of(slots, self.buffer.capacity, self.buffer.total_added):
+            sim_state.restore(self.eval_env, episode, step)
+            frames.append(self.eval_env.render())
+        return np.stack(frames)
 
     def _sac_update(self) -> None:
         config, counters = self.config, self.counters
@@ -478,9 +516,9 @@ class Trainer:
         """Save the run; ``open_episode``: between an episode's reset and its end (see the module doc)."""
         self.counters.last_checkpoint = self.counters.step
         self._last_checkpoint_time = time.monotonic()
-        arrays = dict(self.buffer.state_dict())
-        if self.pool is not None:
-            arrays.update(self.pool.state_dict())
+        arrays: dict[str, np.ndarray] = {}  # the buffer and the pool are saved as segments (only what is new)
+        if self.window is not None:
+            arrays.update(self.window.state_dict())
         torch_state = {
             "agent": self.agent.state_dict(),
             "ensemble": self.ensemble.state() if self.ensemble is not None else None,
@@ -500,7 +538,7 @@ class Trainer:
             "eval_lines": self._eval_lines(),
         }
         self.checkpoints.save(self.counters.step, arrays=arrays, torch_state=torch_state, meta=meta,
-                              preferences=self.preferences)
+                              preferences=self.preferences, buffer=self.buffer, pool=self.pool)
 
     def _eval_lines(self) -> int:
         path = self.files.evals
@@ -508,10 +546,9 @@ class Trainer:
 
     def load_checkpoint(self, name: str | None = None) -> None:
         """Restore the state saved by the latest (or the named) checkpoint."""
-        loaded = self.checkpoints.load(name)
-        self.buffer.load_state_dict(loaded.arrays)
-        if self.pool is not None:
-            self.pool.load_state_dict(loaded.arrays)
+        loaded = self.checkpoints.load(name, buffer=self.buffer, pool=self.pool)
+        if self.window is not None:
+            self.window.load_state_dict(loaded.arrays)
         self.agent.load_state_dict(loaded.torch_state["agent"])
         if self.ensemble is not None:
             self.ensemble = RewardEnsemble.from_state(loaded.torch_state["ensemble"], device=self.device)
@@ -556,7 +593,7 @@ class Trainer:
             label_accuracy=self._last_fit.get("reward/label_gt_acc"),
             wall_s=self.counters.wall_s,
             extra={"complete": complete, **({"stopped_by": signal.Signals(self.stop.signum).name}
-                                            if self.stop.requested and not complete else {})},
+                                            if self.stop.signum is not None and not complete else {})},
         )
 
     def close(self) -> None:
