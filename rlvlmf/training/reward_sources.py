@@ -60,7 +60,7 @@ class CodeFrameReward:
     needs_frames = False
 
     def __init__(self, source: str, store_dir: str | Path) -> None:
-        from rlvlmf.codegen.prompts import parse_program
+        from rlvlmf.codegen.prompts import CodeExtractionError, parse_program
         from rlvlmf.codegen.records import load_program
         from rlvlmf.codegen.reward import CodeReward
 
@@ -69,7 +69,10 @@ class CodeFrameReward:
             # A hand-written program: the user vouches for it, but it still runs sandboxed.
             if not path.is_file():
                 raise UserError(f"reward code file {source!r} not found")
-            program = parse_program(path.read_text())
+            try:
+                program = parse_program(path.read_text())
+            except CodeExtractionError as exc:
+                raise UserError(f"reward code file {source}: {exc}") from None
         else:
             program = load_program(source, root=store_dir)  # a `rlvlmf codegen` result or session id
         self.reward = CodeReward(program)

@@ -29,6 +29,11 @@ TINY = [
 """The tiny pendulum schedule of test_train.py (episodes of 200 steps)."""
 
 
+HOLD_LOCK = ("import sys, time; from rlvlmf.utils.lock import ProcessLock; "
+             "ProcessLock(sys.argv[1], 'x').acquire(); print('held', flush=True); time.sleep(120)")
+"""A process that holds a lock until killed."""
+
+
 def tiny_config(steps: int, *overrides: str, **fields):
     return build_config("pendulum", [*TINY, *overrides], steps=steps, **fields)
 
@@ -46,11 +51,14 @@ def _train(argv: list[str], tmp_path: Path) -> int:
     (["--reward", "clip"], "--reward clip needs --backend clip:"),
     (["--backend", "hf:/no/such/model"], "cannot load the processor of '/no/such/model'"),
     (["--backend", "openai:gpt-4o"], "OPENAI_API_KEY"),
+    (["--reward", "code:/no/such/reward.py"], "reward code file '/no/such/reward.py' not found"),
+    (["--reward", "code:{tmp}/broken.py"], "broken.py: syntax error: '(' was never closed (line 1)"),
 ])
 def test_a_failed_start_leaves_no_run_folder(argv: list[str], message: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert _train(argv, tmp_path) == 2
+    (tmp_path / "broken.py").write_text("def goal(obs:\n")
+    assert _train([a.format(tmp=tmp_path) for a in argv], tmp_path) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err  # one line, no traceback
     assert not (tmp_path / "runs" / "run").exists()
@@ -128,8 +136,7 @@ def test_a_second_process_on_a_run_folder_is_refused_naming_the_first(tmp_path: 
     run_dir = tmp_path / "runs" / "run"
     run_training(tiny_config(400), run_dir, store_dir=tmp_path / "q", export_dir=None, progress=False, stop_after=210)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from rlvlmf.utils.lock import ProcessLock; "
-         "ProcessLock(sys.argv[1], 'x').acquire(); print('held', flush=True); time.sleep(120)", str(RunFiles(run_dir).lock)],
+        [sys.executable, "-c", HOLD_LOCK, str(RunFiles(run_dir).lock)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
