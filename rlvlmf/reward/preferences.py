@@ -217,13 +217,26 @@ class PreferenceDataset:
         meta = stored.pop("meta", None)
         if meta is None or int(meta[0]) != _FORMAT_VERSION:
             raise UserError(f"{path} is not a preference dataset written by this version of rlvlmf")
-        dataset = cls(int(meta[1]), float(stored.pop("heldout_fraction")))
-        if stored:
-            n = len(stored["labels"])
-            dataset._reserve(stored, n)
-            for key, value in stored.items():
+        return cls.from_rows(int(meta[1]), float(stored.pop("heldout_fraction")), int(meta[2]), stored)
+
+    # Incremental saving (rlvlmf.training.segments): pairs are never changed once added, so a
+    # checkpoint writes only the pairs added since the previous one.
+    def newest_rows(self, count: int) -> dict[str, np.ndarray]:
+        """Copies of every array of the newest ``count`` pairs (all if fewer), oldest first."""
+        slots = self.newest_indices(count)
+        return {key: value[slots] for key, value in self._arrays.items()}
+
+    @classmethod
+    def from_rows(cls, capacity: int, heldout_fraction: float, total_added: int,
+                  rows: dict[str, np.ndarray]) -> PreferenceDataset:
+        """A dataset holding ``rows`` (``newest_rows`` output, oldest first; at most ``capacity``)."""
+        dataset = cls(capacity, heldout_fraction)
+        if rows:
+            n = len(rows["labels"])
+            dataset._reserve(rows, n)
+            for key, value in rows.items():
                 dataset._arrays[key][:n] = value
             dataset._size = n
             dataset._next = n % dataset.capacity
-        dataset.total_added = int(meta[2])
+        dataset.total_added = total_added
         return dataset

@@ -254,12 +254,7 @@ class ReplayBuffer:
         """Every array (filled part only) and counter, as numpy arrays for ``np.savez``."""
         filled = len(self)
         state = {name: getattr(self, name)[:filled] for name in self._ARRAYS if getattr(self, name) is not None}
-        state["counters"] = np.array(
-            [_FORMAT_VERSION, self.capacity, self.obs_dim, self.action_dim, -1 if self.frame_size is None else self.frame_size,
-             self.total_added, self._episode, self._step],
-            dtype=np.int64,
-        )
-        state["finished"] = np.array(self._finished, dtype=np.int64).reshape(-1, 2)
+        state.update(self.header())
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -267,6 +262,54 @@ class ReplayBuffer:
 
         Raises:
             UserError: The state was saved from a buffer of different sizes or version.
+        """
+        self.load_header(state)
+        for name in self._ARRAYS:
+            if getattr(self, name) is not None:
+                getattr(self, name)[: len(state[name])] = state[name]
+
+    # Incremental saving (rlvlmf.training.segments): the counters apart, and the arrays by
+    # stream position (the n-th transition ever added is position n, in slot n mod capacity).
+    @property
+    def oldest(self) -> int:
+        """Stream position of the oldest transition still in the buffer."""
+        return max(0, self.total_added - self.capacity)
+
+    def header(self) -> dict[str, np.ndarray]:
+        """Sizes, counters and finished episodes: everything but the per-transition arrays."""
+        counters = np.array(
+            [_FORMAT_VERSION, self.capacity, self.obs_dim, self.action_dim, -1 if self.frame_size is None else self.frame_size,
+             self.total_added, self._episode, self._step],
+            dtype=np.int64,
+        )
+        return {"counters": counters, "finished": np.array(self._finished, dtype=np.int64).reshape(-1, 2)}
+
+    def transitions(self, start: int, end: int) -> dict[str, np.ndarray]:
+        """Copies of every per-transition array at stream positions ``[start, end)``, which must still be held."""
+        if not self.oldest <= start <= end <= self.total_added:
+            raise ValueError(f"positions [{start}, {end}) are not all in the buffer (it holds [{self.oldest}, {self.total_added}))")
+        slots = np.arange(start, end) % self.capacity
+        return {name: getattr(self, name)[slots] for name in self._ARRAYS if getattr(self, name) is not None}
+
+    def put_transitions(self, start: int, arrays: dict[str, np.ndarray], oldest: int) -> None:
+        """Write ``transitions(start, ...)`` output back, skipping positions before ``oldest``."""
+        n = len(arrays["obs"])
+        skip = min(max(oldest - start, 0), n)
+        slots = np.arange(start + skip, start + n) % self.capacity
+        for name in self._ARRAYS:
+            if getattr(self, name) is not None:
+                getattr(self, name)[slots] = arrays[name][skip:]
+
+    def put_rewards(self, start: int, values: np.ndarray, oldest: int) -> None:
+        """Set the learned rewards of positions ``start, start + 1, ...``, skipping those before ``oldest``."""
+        skip = min(max(oldest - start, 0), len(values))
+        self.learned_reward[np.arange(start + skip, start + len(values)) % self.capacity] = values[skip:]
+
+    def load_header(self, state: dict[str, np.ndarray]) -> None:
+        """Restore ``header()`` output; the buffer must have the same sizes.
+
+        Raises:
+            UserError: The header was saved from a buffer of different sizes or version.
         """
         counters = [int(v) for v in state["counters"]]
         frame_size = None if counters[4] < 0 else counters[4]
@@ -276,9 +319,6 @@ class ReplayBuffer:
                 f"replay buffer state has (version, capacity, obs_dim, action_dim, frame_size) = "
                 f"{tuple(counters[:4] + [frame_size])}, this buffer {tuple(expected)}"
             )
-        for name in self._ARRAYS:
-            if getattr(self, name) is not None:
-                getattr(self, name)[: len(state[name])] = state[name]
         self.total_added, self._episode, self._step = counters[5:8]
         self._finished = deque((int(a), int(b)) for a, b in state["finished"])
 

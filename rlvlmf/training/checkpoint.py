@@ -1,15 +1,21 @@
-"""Checkpoints that survive ``kill -9`` at any moment.
+"""Checkpoints that survive ``kill -9`` at any moment, writing only what is new.
 
-A checkpoint is a folder ``checkpoints/step_00012000/`` holding ``arrays.npz`` (replay buffer,
-query pool: plain numpy, no pickle), ``state.pt`` (agent, ensemble, torch RNG), ``meta.json``
-(counters, numpy RNG state) and ``preferences.npz``. It is written under a temporary name and
-renamed into place when complete; then ``checkpoints/latest`` is atomically pointed at it.
-The previous checkpoint is kept, so a damaged latest one still leaves a way back.
+A checkpoint is a folder ``checkpoints/step_00012000/`` holding ``arrays.npz`` (small arrays:
+buffer, pool and preference counters; plain numpy, no pickle), ``state.pt`` (agent, ensemble,
+torch RNG), ``meta.json`` (counters, numpy RNG state) and ``segments.json``: the list of
+append-only segment files in ``checkpoints/segments/`` that hold the replay buffer, the query
+pool's frames and the preference pairs (``rlvlmf.training.segments``). A checkpoint writes
+segments only for the transitions and pairs added and the rewards changed since the previous
+one, so its time and bytes follow the new data, not the buffer's size. Its folder is written under a temporary name and renamed into
+place when complete; then ``checkpoints/latest`` is atomically pointed at it. The previous
+checkpoint is kept (sharing all but the newest segments), so a damaged latest one still leaves
+a way back; a segment is deleted only once no kept checkpoint lists it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -21,10 +27,27 @@ import torch
 
 from rlvlmf.errors import UserError
 from rlvlmf.reward.preferences import PreferenceDataset
+from rlvlmf.training.buffer import ReplayBuffer
+from rlvlmf.training.query_pool import QueryPool
 from rlvlmf.training.run_files import PREFERENCES_FILE
+from rlvlmf.training.segments import (
+    BufferSegments,
+    DamagedSegment,
+    Manifest,
+    PoolSegments,
+    PreferenceSegments,
+    SegmentRef,
+    SegmentStore,
+    read_manifest,
+    write_manifest,
+)
 from rlvlmf.utils.atomic import atomic_open, atomic_write_text
 
+logger = logging.getLogger(__name__)
+
 KEEP = 2
+SEGMENTS_DIR = "segments"
+"""Inside ``checkpoints/``: the segment files the checkpoints share."""
 
 
 @dataclass
@@ -44,21 +67,50 @@ class CheckpointManager:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self.segments = SegmentStore(self.root / SEGMENTS_DIR)
+        # What the last checkpoint saved or loaded here holds: the next one writes only the rest.
+        self._buffer_chain = BufferSegments()
+        self._pool_chain = PoolSegments()
+        self._preference_chain = PreferenceSegments()
 
     def save(self, step: int, *, arrays: dict[str, np.ndarray], torch_state: dict[str, Any], meta: dict[str, Any],
-             preferences: PreferenceDataset | None) -> Path:
-        """Write a complete checkpoint for ``step`` and make it the latest."""
+             preferences: PreferenceDataset | None, buffer: ReplayBuffer | None = None,
+             pool: QueryPool | None = None) -> Path:
+        """Write a complete checkpoint for ``step`` and make it the latest.
+
+        Args:
+            step: The env step (names the folder).
+            arrays: Small numpy arrays saved whole.
+            torch_state: Saved with ``torch.save``.
+            meta: Saved as JSON.
+            preferences: The preference data set, if any (as segments when ``buffer`` is given).
+            buffer: The replay buffer, saved incrementally as segments.
+            pool: The query pool (needs ``buffer``), its frames saved incrementally as segments.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step_{step:09d}"
         final = self.root / name
         tmp = self.root / f".{name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+        arrays = dict(arrays)
+        if buffer is not None:
+            buffer_refs = self._buffer_chain.save(buffer, self.segments)
+            arrays.update(buffer.header())
+            pool_refs: list[SegmentRef] = []
+            preference_refs: list[SegmentRef] = []
+            if pool is not None:
+                pool_refs, pool_header = self._pool_chain.save(pool, buffer, self.segments)
+                arrays.update(pool_header)
+            if preferences is not None:
+                preference_refs, preference_header = self._preference_chain.save(preferences, self.segments)
+                arrays.update(preference_header)
+            write_manifest(tmp, Manifest(buffer_refs, pool_refs, preference_refs))
         with atomic_open(tmp / "arrays.npz", "wb") as handle:
             np.savez(handle, **arrays)
         with atomic_open(tmp / "state.pt", "wb") as handle:
             torch.save(torch_state, handle)
-        if preferences is not None:
+        if preferences is not None and buffer is None:
             preferences.save(tmp / PREFERENCES_FILE)
         atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **meta}, default=_jsonable))
         shutil.rmtree(final, ignore_errors=True)
@@ -66,7 +118,29 @@ class CheckpointManager:
         atomic_write_text(self.root / "latest", name)
         for old in self.list()[:-KEEP]:
             shutil.rmtree(self.root / old, ignore_errors=True)
+        self._sweep_segments()
         return final
+
+    def _sweep_segments(self) -> None:
+        """Delete segments no kept checkpoint lists (also those of a save a kill interrupted)."""
+        keep: set[str] = set()
+        for name in self.list():
+            try:
+                manifest = read_manifest(self.root / name)
+            except (OSError, ValueError, TypeError, KeyError) as err:
+                # Which files it needs is unknown: keep every file rather than guess.
+                logger.warning("checkpoint %s has an unreadable segment list (%s); no segment is deleted", name, err)
+                return
+            if manifest is not None:
+                keep.update(manifest.files())
+        self.segments.sweep(keep)
+
+    def _listed_segments(self, name: str) -> set[str] | None:
+        try:
+            manifest = read_manifest(self.root / name)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        return set() if manifest is None else manifest.files()
 
     def list(self) -> list[str]:
         """Complete checkpoints, oldest first."""
@@ -106,8 +180,11 @@ class CheckpointManager:
         except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of torch's layers
             raise UserError(f"checkpoint {path} is damaged ({type(err).__name__}: {err})") from err
 
-    def load(self, name: str | None = None) -> LoadedCheckpoint:
-        """Read the latest (or the named) checkpoint.
+    def load(self, name: str | None = None, *, buffer: ReplayBuffer | None = None,
+             pool: QueryPool | None = None) -> LoadedCheckpoint:
+        """Read the latest (or the named) checkpoint, restoring ``buffer`` and ``pool`` in place.
+
+        Checkpoints written before segments (the whole buffer in ``arrays.npz``) load too.
 
         Raises:
             UserError: No checkpoint, or a damaged one; the message names the older
@@ -122,12 +199,33 @@ class CheckpointManager:
                 arrays = {key: data[key] for key in data.files}
             torch_state = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
             meta = json.loads((directory / "meta.json").read_text())
-            prefs_path = directory / PREFERENCES_FILE
-            preferences = PreferenceDataset.load(prefs_path) if prefs_path.exists() else None
+            manifest = read_manifest(directory)
+            preferences = None
+            if manifest is None:  # saved before segments: the buffer and pool whole in arrays, preferences.npz
+                prefs_path = directory / PREFERENCES_FILE
+                preferences = PreferenceDataset.load(prefs_path) if prefs_path.exists() else None
+                if buffer is not None:
+                    buffer.load_state_dict(arrays)
+                if pool is not None:
+                    pool.load_state_dict(arrays)
+                self._buffer_chain, self._pool_chain = BufferSegments(), PoolSegments()
+                self._preference_chain = PreferenceSegments()
+            else:
+                if buffer is not None:
+                    self._buffer_chain.load(buffer, self.segments, manifest.buffer, arrays)
+                    if pool is not None:
+                        self._pool_chain.load(pool, buffer, self.segments, manifest.pool, arrays)
+                if "preferences_meta" in arrays:
+                    preferences = self._preference_chain.load(self.segments, manifest.preferences, arrays)
         except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of torch's/numpy's layers
             others = [n for n in self.list() if n < name]  # names are zero-padded steps
+            left = "no earlier checkpoint is left"
+            if isinstance(err, DamagedSegment) and others:
+                # Checkpoints share segments: only one that does not list the damaged one helps.
+                others = [n for n in others if err.file not in (self._listed_segments(n) or {err.file})]
+                left = "the earlier checkpoints need that segment too"
             hint = (f"resume from an earlier one with --checkpoint {others[-1]}" if others
-                    else "no earlier checkpoint is left; start the run again under a new name")
+                    else f"{left}; start the run again under a new name")
             raise UserError(f"checkpoint {directory} is damaged ({type(err).__name__}: {err}); {hint}") from err
         return LoadedCheckpoint(directory, int(meta["step"]), arrays, torch_state, meta, preferences)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rlvlmf.training.checkpoint import CheckpointManager
+from rlvlmf.training.segments import read_manifest
 from rlvlmf.cli import main
 from rlvlmf.training.builder import build_config
 from rlvlmf.training.loop import run_training
@@ -70,12 +71,24 @@ def ckpt(work: Path, name: str = LATEST) -> Path:
     return work / "runs" / "r" / "checkpoints" / name
 
 
+def newest_segment(work: Path, kind: str) -> Path:
+    """A segment file that only the latest checkpoint lists (written when it was taken)."""
+    root = work / "runs" / "r" / "checkpoints"
+    listed = [{ref.file for refs in read_manifest(root / name) for ref in refs} for name in (EARLIER, LATEST)]
+    (name,) = [f for f in listed[1] - listed[0] if f.startswith(kind)]
+    return root / "segments" / name
+
+
 DAMAGE: dict[str, Callable[[Path], None]] = {
+    "newest transitions segment truncated": lambda w: truncate(newest_segment(w, "transitions-")),
+    "newest transitions segment missing": lambda w: newest_segment(w, "transitions-").unlink(),
+    "newest rewards segment garbage": lambda w: newest_segment(w, "rewards-").write_bytes(b"\x00garbage" * 64),
+    "segment list truncated": lambda w: truncate(ckpt(w) / "segments.json"),
     "arrays.npz truncated": lambda w: truncate(ckpt(w) / "arrays.npz"),
     "arrays.npz empty": lambda w: truncate(ckpt(w) / "arrays.npz", 0),
     "meta.json truncated": lambda w: truncate(ckpt(w) / "meta.json"),
     "meta.json missing": lambda w: (ckpt(w) / "meta.json").unlink(),
-    "preferences.npz garbage": lambda w: (ckpt(w) / "preferences.npz").write_bytes(b"\x00garbage" * 64),
+    "newest labels segment garbage": lambda w: newest_segment(w, "labels-").write_bytes(b"\x00garbage" * 64),
     "state.pt truncated": lambda w: truncate(ckpt(w) / "state.pt"),
 }
 
