@@ -158,9 +158,10 @@ class Trainer:
                 self.window = StateWindow(config.query_window_episodes)
             else:
                 self.pool = QueryPool(config.query_pool_size)
-            self.store = QueryStore(store_dir)
+            # The backend first: a bad spec, option or key must not leave even a new query store behind.
             backend = make_backend(config.backend, rng=config.seed, **parse_options(config.backend_options))
             backend.check()  # e.g. a local model's files: now, not at the first feedback round
+            self.store = QueryStore(store_dir)
             self.labeler = Labeler(backend, self.task, self.store, config.labeler, run_id=self.run_dir.name,
                                    rng=np.random.default_rng(config.seed + 1))
             if config.unsup_steps > 0:

@@ -61,7 +61,7 @@ def test_a_failed_start_leaves_no_run_folder(argv: list[str], message: str, tmp_
     assert _train([a.format(tmp=tmp_path) for a in argv], tmp_path) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err  # one line, no traceback
-    assert not (tmp_path / "runs" / "run").exists()
+    assert not (tmp_path / "runs" / "run").exists() and not (tmp_path / "q").exists()
 
 
 def test_a_folder_whose_start_never_got_going_is_replaced_by_the_same_command(tmp_path: Path) -> None:
