@@ -321,13 +321,23 @@ def prob_second(choice_logprobs: Mapping[str, float] | None) -> float | None:
 
 
 def _keyword_defaults(cls: type) -> dict[str, Any]:
-    """Keyword-only parameters of ``cls.__init__`` with their defaults, minus the fixed ones."""
-    params = inspect.signature(cls.__init__).parameters
-    return {
-        name: p.default
-        for name, p in params.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("base_url", "protocol")
-    }
+    """Keyword-only parameters of ``cls.__init__`` with their defaults, minus the fixed ones.
+
+    An ``__init__`` that passes ``**kwargs`` on to its base class takes the base's keywords
+    too, so the search goes up the classes until an ``__init__`` without ``**kwargs``.
+    """
+    found: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("base_url", "protocol"):
+                found.setdefault(p.name, p.default)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return found
 
 
 def _coerce_like(default: Any, value: Any, name: str) -> Any:

@@ -13,9 +13,10 @@ are set up. That set-up is here, once:
   offers) with one fallback: a server that rejects them is asked in plain text from then on,
   for the life of the backend (the parser reads both forms).
 
-A provider subclass sets ``api`` (its ``ApiEndpoint``) and ``structured_rejected``, passes the
-variables its key may come from to ``__init__``, and writes ``_endpoint`` (the URL posted to),
-``_key_headers`` and ``achat`` (with ``_wants_structured`` and ``_post_structured``).
+A provider subclass sets ``api`` (its ``ApiEndpoint``), ``key_env`` (the variables its key
+is read from) and ``structured_rejected``, and writes ``_endpoint`` (the URL posted to),
+``_key_headers`` and ``achat`` (with ``_wants_structured`` and ``_post_structured``). Its own
+options are keyword arguments of its ``__init__``, which passes ``**common`` on.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import httpx
 
@@ -35,6 +36,16 @@ from rlvlmf.feedback.chat import ChatBackend, ProtocolConfig
 from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
 
 log = logging.getLogger(__name__)
+
+
+class HttpChatOptions(TypedDict, total=False):
+    """The keywords every HTTP chat backend takes besides its own (its ``**common``)."""
+
+    base_url: str | None
+    protocol: ProtocolConfig | None
+    timeout_s: float
+    structured_output: bool
+    api_key_env: str
 
 
 def usage_count(value: Any) -> int:
@@ -50,8 +61,8 @@ class HttpChatBackend(ChatBackend, abc.ABC):
         base_url: API root; ``None`` -> the endpoint's variable or default (no trailing ``/``).
         protocol: How to ask; defaults to the RL-VLM-F two-stage protocol.
         timeout_s: Per-request timeout in seconds.
-        key_envs: Environment variables the key may come from, first set one wins.
-        structured_output: Ask for a structured answer on choice questions.
+        structured_output: Ask for a structured answer on choice questions (the label question).
+        api_key_env: Variable holding the key; empty = the provider's ``key_env`` (first set wins).
 
     Raises:
         ConfigError: The base URL is not http(s), a key variable name is invalid, or no key
@@ -76,16 +87,16 @@ class HttpChatBackend(ChatBackend, abc.ABC):
         self,
         model: str,
         *,
-        base_url: str | None,
-        protocol: ProtocolConfig | None,
-        timeout_s: float,
-        key_envs: Sequence[str],
+        base_url: str | None = None,
+        protocol: ProtocolConfig | None = None,
+        timeout_s: float = 60.0,
         structured_output: bool = True,
+        api_key_env: str = "",
     ) -> None:
         base_url = self.api.base_url(base_url)
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
         self.api.check_url(base_url)
-        key = self.api.read_key(base_url, key_envs)
+        key = self.api.read_key(base_url, (api_key_env,) if api_key_env else self.key_env)
         self._api_key = key.value
         self._key_hint = key.env_hint
         self.endpoint = self._endpoint(base_url)

@@ -29,10 +29,8 @@ class EchoChat(HttpChatBackend):
     family = "echo"
     api = ApiEndpoint(provider="echo", default_url="https://echo.invalid", official_host="echo.invalid",
                       key_help="ask the echo team")
+    key_env = ("ECHO_KEY",)
     client_shards = 3
-
-    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 5.0, api_key_env: str = "ECHO_KEY") -> None:
-        super().__init__(model, base_url=base_url, protocol=None, timeout_s=timeout_s, key_envs=(api_key_env,))
 
     def _endpoint(self, base_url: str) -> str:
         return f"{base_url}/echo/{self.model}"
@@ -113,3 +111,10 @@ def test_the_official_host_covers_its_subdomains_only() -> None:
 
 def test_usage_counts_are_non_negative_ints_or_zero() -> None:
     assert [usage_count(v) for v in (7, 0, -1, None, "12", 3.0, True)] == [7, 0, 0, 0, 0, 0, 0]
+
+
+def test_from_spec_takes_the_common_keywords_through_a_subclass_that_passes_them_on() -> None:
+    backend = OpenAIBackend.from_spec("m", "http://127.0.0.1:9/v1", timeout_s="3", structured_output="no", logprobs="yes")
+    assert (backend.timeout_s, backend.structured_output, backend.logprobs) == (3.0, False, True)
+    with pytest.raises(ConfigError, match=r"valid options: .*api_key_env.*image_detail.*structured_output.*timeout_s"):
+        OpenAIBackend.from_spec("m", "http://127.0.0.1:9/v1", colour="red")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.chat import ChatMessage, ChatReply
 from rlvlmf.feedback.http import ApiEndpoint
 from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
 from rlvlmf.feedback.images import to_base64_png
@@ -51,11 +51,9 @@ class AnthropicBackend(HttpChatBackend):
 
     Args:
         model: Model name (``claude-sonnet-4-5``, ``claude-haiku-4-5-20251001``).
-        base_url: API root; ``None`` -> ``https://api.anthropic.com``.
-        protocol: Prompting protocol (two-stage by default).
-        timeout_s: Per-request timeout in seconds.
-        structured_output: Force the ``answer`` tool on the label question.
-        api_key_env: Environment variable holding the key.
+        **common: ``base_url`` (API root; ``None`` -> ``https://api.anthropic.com``), ``protocol``,
+            ``timeout_s``, ``structured_output`` (a forced call of the ``answer`` tool) and
+            ``api_key_env``; see ``HttpChatBackend``.
 
     Raises:
         ConfigError: No key for api.anthropic.com, or a bad option.
@@ -67,19 +65,6 @@ class AnthropicBackend(HttpChatBackend):
     api = ENDPOINT
     structured_rejected = re.compile(r"tool", re.IGNORECASE)
     structured_kind = "the forced tool call"
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        protocol: ProtocolConfig | None = None,
-        timeout_s: float = 60.0,
-        structured_output: bool = True,
-        api_key_env: str = DEFAULT_KEY_ENV,
-    ) -> None:
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,),
-                         structured_output=structured_output)
 
     def _endpoint(self, base_url: str) -> str:
         return f"{base_url}/messages" if base_url.endswith("/v1") else f"{base_url}/v1/messages"

@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from rlvlmf.errors import ConfigError
-from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.chat import ChatMessage, ChatReply
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
+from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from rlvlmf.feedback.images import to_base64_png
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -59,15 +62,13 @@ class GeminiBackend(HttpChatBackend):
 
     Args:
         model: Model name (``gemini-2.5-flash``); a leading ``models/`` is accepted.
-        base_url: API root; ``None`` -> Google's endpoint. ``/v1beta`` is appended unless
-            the URL already ends with an API version.
-        protocol: Prompting protocol (two-stage by default).
-        timeout_s: Per-request timeout in seconds.
-        structured_output: Ask for an enum answer (``text/x.enum``) on the label question.
         thinking_budget: Thinking tokens for 2.5-series models (``-1`` = the model's default,
             ``0`` = off where the model allows). Thinking is billed as output and counts
             against ``maxOutputTokens``, so a short answer budget may need it low.
-        api_key_env: Variable holding the key; empty = ``GEMINI_API_KEY`` then ``GOOGLE_API_KEY``.
+        **common: ``base_url`` (API root; ``None`` -> Google's endpoint; ``/v1beta`` is appended
+            unless it ends in an API version), ``protocol``, ``timeout_s``, ``structured_output``
+            (an enum answer, ``text/x.enum``) and ``api_key_env`` (empty: ``GEMINI_API_KEY``, then
+            ``GOOGLE_API_KEY``); see ``HttpChatBackend``.
 
     Raises:
         ConfigError: No key for Google's endpoint, or a bad option.
@@ -84,18 +85,13 @@ class GeminiBackend(HttpChatBackend):
         self,
         model: str,
         *,
-        base_url: str | None = None,
-        protocol: ProtocolConfig | None = None,
-        timeout_s: float = 60.0,
-        structured_output: bool = True,
         thinking_budget: int = -1,
-        api_key_env: str = "",
+        **common: Unpack[HttpChatOptions],
     ) -> None:
         if thinking_budget < -1:
             raise ConfigError(f"gemini: thinking_budget must be -1 (model default), 0 (off) or a token count, got {thinking_budget}")
         model = model.strip().removeprefix("models/") if model else model
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s,
-                         key_envs=(api_key_env,) if api_key_env else KEY_ENVS, structured_output=structured_output)
+        super().__init__(model, **common)
         self.thinking_budget = thinking_budget
 
     def _endpoint(self, base_url: str) -> str:

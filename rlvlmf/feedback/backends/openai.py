@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.chat import ChatMessage, ChatReply
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
+from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from rlvlmf.feedback.images import to_data_url
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -56,17 +59,15 @@ class OpenAIBackend(HttpChatBackend):
 
     Args:
         model: Model name as the server knows it (``gpt-4o``, ``Qwen/Qwen2.5-VL-7B-Instruct``).
-        base_url: API root ending in ``/v1``; ``None`` -> ``$OPENAI_BASE_URL`` or OpenAI.
-        protocol: Prompting protocol (two-stage by default).
-        timeout_s: Per-request timeout in seconds.
-        structured_output: Send a JSON-schema ``response_format`` for the label question.
         image_detail: OpenAI's image ``detail`` (``low``/``high``/``auto``); empty = server default.
         max_tokens_field: Request field for the token limit; empty = ``max_completion_tokens``
             for api.openai.com (its newer models reject ``max_tokens``), ``max_tokens`` elsewhere.
-        api_key_env: Environment variable holding the key.
         logprobs: Ask for token log-probabilities on the label question and turn those of
             "0" and "1" into ``Answer.prob_second`` (OpenAI's non-reasoning models, vLLM,
             SGLang and llama.cpp return them; off by default as not every server does).
+        **common: ``base_url`` (API root ending in ``/v1``; ``None`` -> ``$OPENAI_BASE_URL`` or
+            OpenAI), ``protocol``, ``timeout_s``, ``structured_output`` (a JSON-schema
+            ``response_format``) and ``api_key_env``; see ``HttpChatBackend``.
 
     Raises:
         ConfigError: No key for api.openai.com, or a bad option.
@@ -86,21 +87,16 @@ class OpenAIBackend(HttpChatBackend):
         self,
         model: str,
         *,
-        base_url: str | None = None,
-        protocol: ProtocolConfig | None = None,
-        timeout_s: float = 60.0,
-        structured_output: bool = True,
         image_detail: str = "",
         max_tokens_field: str = "",
-        api_key_env: str = DEFAULT_KEY_ENV,
         logprobs: bool = False,
+        **common: Unpack[HttpChatOptions],
     ) -> None:
         if image_detail not in ("", "low", "high", "auto"):
             raise ConfigError(f"openai: image_detail {image_detail!r} is not valid; use low, high or auto")
         if max_tokens_field not in ("", "max_tokens", "max_completion_tokens"):
             raise ConfigError(f"openai: max_tokens_field {max_tokens_field!r} is not valid; use max_tokens or max_completion_tokens")
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s, key_envs=(api_key_env,),
-                         structured_output=structured_output)
+        super().__init__(model, **common)
         self.image_detail = image_detail
         self.logprobs = logprobs
         self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if ENDPOINT.is_official(self.base_url) else "max_tokens")
