@@ -19,6 +19,7 @@ from rlvlmf.evaluation.sweep import (
     expand_grid,
     parse_names,
     parse_seeds,
+    prepare_configs,
     run_state,
     run_sweep,
     train_command,
@@ -65,6 +66,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         check_manifest(specs)
+        prepare_configs(specs)  # validates every new run's config; writes nothing
         for spec in specs:
             state = run_state(spec.run_dir)
             argv = [sys.executable if a == PYTHON else a for a in train_command(spec, state)]

@@ -7,11 +7,17 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rlvlmf.errors import UserError
 from rlvlmf.feedback.store import DEFAULT_STORE_DIR
 
+if TYPE_CHECKING:
+    from rlvlmf.training.config import TrainConfig
+
 DEFAULT_PRESET = "cartpole-swingup"
+DEFAULT_REWARD = "preference"
+DEFAULT_BACKEND = "scripted"
 
 EPILOG = """examples:
   rlvlmf train --preset cartpole-swingup --steps 20000            # scripted teacher, offline
@@ -38,14 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(your own env, registered when MODULE is imported) or metaworld:TASK; needs --goal")
     parser.add_argument("--goal", help="with --env: the goal sentence the VLM is given, e.g. \"to open the drawer\"")
     parser.add_argument("--camera", help="with --env: camera name or id (default: the env's own view)")
-    parser.add_argument("--reward", default="preference",
-                        help="preference (RL-VLM-F), env (ground truth), clip, or code:FILE (default: %(default)s)")
-    parser.add_argument("--backend", default="scripted",
-                        help="who labels queries, e.g. scripted, openai:gpt-4o, gemini:gemini-2.5-flash, "
-                        "hf:PATH; for --reward clip a clip:MODEL (default: %(default)s)")
+    # reward, backend and seed default to None so that --config can tell whether they were given.
+    parser.add_argument("--reward", help=f"preference (RL-VLM-F), env (ground truth), clip, or code:FILE (default: {DEFAULT_REWARD})")
+    parser.add_argument("--backend", help="who labels queries, e.g. scripted, openai:gpt-4o, gemini:gemini-2.5-flash, "
+                        f"hf:PATH; for --reward clip a clip:MODEL (default: {DEFAULT_BACKEND})")
     parser.add_argument("--backend-opt", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="backend option, repeatable (e.g. eps_mistake=0.1, mode=one-stage)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="seed of the env, agent, query sampling and scripted teacher (default: 0)")
     parser.add_argument("--steps", type=int, help="env steps (default: the preset's schedule)")
     parser.add_argument("--out", default="runs", help="folder of run folders (default: %(default)s)")
     parser.add_argument("--name", help="run folder name (default: PRESET-REWARD-BACKEND-sSEED)")
@@ -57,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override any config field, repeatable: num_interact=2000, sac.batch_size=256, "
                         "reward_model.input=state, labeler.max_cost_usd=5")
     parser.add_argument("--offline", action="store_true", help="answer queries only from the store (no VLM calls)")
+    parser.add_argument("--config", metavar="FILE", help="start a run from a saved config.json (a sweep's, or a run's "
+                        "edited copy) instead of the flags that build one")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
     parser.add_argument("--checkpoint", help="with --resume: the checkpoint folder to continue from")
     parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
@@ -65,16 +72,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlvlmf.training.builder import build_config, default_run_name
+    from rlvlmf.training.builder import default_run_name
     from rlvlmf.training.loop import run_training
     from rlvlmf.training.run_files import RunFiles
 
     progress = not args.no_progress
     if args.resume:
         run_dir = Path(args.resume)
-        if args.overrides or args.steps or args.preset or args.env or args.goal or args.camera:
+        if args.overrides or args.steps or args.preset or args.env or args.goal or args.camera or args.config:
             raise UserError("--resume continues a run with its saved config; --set, --steps, --preset, --env, "
-                            "--goal and --camera cannot change it")
+                            "--goal, --camera and --config cannot change it")
         if RunFiles(run_dir).is_complete():
             print(f"{run_dir} is already complete; results in {run_dir}")
             return 0
@@ -83,12 +90,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.checkpoint:
             raise UserError("--checkpoint goes with --resume")
-        fields = {"reward": args.reward, "backend": args.backend, "seed": args.seed,
-                  "backend_options": tuple(args.backend_opt), **env_fields(args)}
-        if args.steps is not None:
-            fields["steps"] = args.steps
-        overrides = list(args.overrides) + (["labeler.offline=true"] if args.offline else [])
-        config = build_config(str(fields.pop("preset")), overrides, **fields)
+        config = config_from_args(args)
         run_dir = Path(args.out) / (args.name or default_run_name(config))
         # run_training refuses a folder holding a started run; one whose start failed is reused.
         summary = run_training(config, run_dir, store_dir=args.store, export_dir=args.export_dir, progress=progress,
@@ -101,6 +103,33 @@ def run(args: argparse.Namespace) -> int:
     stopped_by = summary.extra.get("stopped_by")
     # A run stopped by a signal exits as such (130 for Ctrl-C), so scripts and sweeps see it did not finish.
     return 128 + signal.Signals[stopped_by].value if stopped_by else 0
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: read from ``--config``, or built from the preset or env and the other flags.
+
+    Raises:
+        UserError: ``--config`` with a flag that would change it, or conflicting env flags.
+    """
+    from rlvlmf.training.builder import build_config, read_config
+
+    if args.config:
+        given = [flag for flag, value in [
+            ("--preset", args.preset), ("--env", args.env), ("--goal", args.goal), ("--camera", args.camera),
+            ("--reward", args.reward), ("--backend", args.backend), ("--backend-opt", args.backend_opt),
+            ("--seed", args.seed), ("--steps", args.steps), ("--set", args.overrides), ("--offline", args.offline),
+        ] if value not in (None, [], False)]
+        if given:
+            raise UserError(f"--config is the whole config: edit the file instead of adding {', '.join(given)}")
+        return read_config(Path(args.config))
+    fields: dict[str, Any] = {
+        "reward": args.reward or DEFAULT_REWARD, "backend": args.backend or DEFAULT_BACKEND,
+        "seed": 0 if args.seed is None else args.seed, "backend_options": tuple(args.backend_opt), **env_fields(args),
+    }
+    if args.steps is not None:
+        fields["steps"] = args.steps
+    overrides = list(args.overrides) + (["labeler.offline=true"] if args.offline else [])
+    return build_config(str(fields.pop("preset")), overrides, **fields)
 
 
 def env_fields(args: argparse.Namespace) -> dict[str, str]:

@@ -3,8 +3,11 @@
 A sweep is methods (``Variant``: reward, backend, config overrides) x presets x seeds. Each
 grid point is one ``rlvlmf train`` subprocess writing its own run folder ``OUT/NAME``, so a
 sweep is just many ordinary runs: ``rlvlmf report OUT`` aggregates them, and any one of them
-can be inspected or resumed by hand. Sweeps resume: a run with ``summary.json`` is finished
-and skipped, a run folder without it is resumed with ``--resume``, the rest start fresh.
+can be inspected or resumed by hand. The sweep builds and validates every new run's config
+first (a bad setting stops it before any run starts), saves it as the run's ``config.json``
+and starts the run from that file (``rlvlmf train --config``). Sweeps resume: a run with
+``summary.json`` is finished and skipped, a run folder without it is resumed with
+``--resume``, the rest start fresh.
 
 Runs may share one query store (``--store``): the store is SQLite in WAL mode, safe for
 concurrent processes, so a pair labelled by one run is a cache hit for the others.
@@ -30,12 +33,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlvlmf.errors import ConfigError, MissingDependencyError
+from rlvlmf.errors import ConfigError, MissingDependencyError, UserError
 from rlvlmf.training.run_files import RunFiles
 from rlvlmf.utils.atomic import atomic_write_text
 from rlvlmf.utils.lock import ProcessLock
+
+if TYPE_CHECKING:
+    from rlvlmf.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class Variant:
         reward: ``rlvlmf train --reward`` value (``preference``, ``env``, ``clip``,
             ``code:FILE``); ``None`` keeps the preset's default.
         backend: ``rlvlmf train --backend`` spec; ``None`` keeps the preset's default.
-        overrides: ``key=value`` config overrides passed as ``--set``.
+        overrides: ``key=value`` config overrides, applied as ``--set`` applies them.
     """
 
     name: str
@@ -158,24 +164,24 @@ class RunSpec:
         """The run folder ``rlvlmf train`` writes."""
         return self.out / self.name
 
-    def train_args(self) -> list[str]:
-        """Arguments of ``rlvlmf train`` (after ``train``) that start this run afresh."""
-        if self.env is None:
-            args = ["--preset", self.preset]
-        else:
-            args = ["--env", self.env.env, "--goal", self.env.goal] + (["--camera", self.env.camera] if self.env.camera else [])
-        args += ["--seed", str(self.seed), "--out", str(self.out), "--name", self.name]
+    def train_config(self) -> TrainConfig:
+        """This run's config, built and validated as ``rlvlmf train`` builds it from the same flags.
+
+        Raises:
+            UserError: Unknown preset or env, bad reward, backend or override (one line).
+        """
+        from rlvlmf.training.builder import build_config
+
+        fields: dict[str, Any] = {"seed": self.seed}
+        if self.env is not None:
+            fields.update(env=self.env.env, goal=self.env.goal, camera=self.env.camera)
         if self.variant.reward is not None:
-            args += ["--reward", self.variant.reward]
+            fields["reward"] = self.variant.reward
         if self.variant.backend is not None:
-            args += ["--backend", self.variant.backend]
+            fields["backend"] = self.variant.backend
         if self.steps is not None:
-            args += ["--steps", str(self.steps)]
-        if self.store is not None:
-            args += ["--store", str(self.store)]
-        for item in self.variant.overrides:
-            args += ["--set", item]
-        return args
+            fields["steps"] = self.steps
+        return build_config("" if self.env is not None else self.preset, self.variant.overrides, **fields)
 
     def manifest_entry(self) -> dict[str, Any]:
         """What ``sweep.json`` records about this run."""
@@ -215,11 +221,40 @@ CommandFor = Callable[[RunSpec, RunState], Sequence[str]]
 
 
 def train_command(spec: RunSpec, state: RunState) -> list[str]:
-    """The real command: ``python -m rlvlmf train ...``, or ``train --resume DIR`` for a partial run."""
+    """The real command: ``train --config RUN/config.json`` (saved by the sweep), or ``train --resume RUN``.
+
+    A sweep never rebuilds ``rlvlmf train``'s flags: it saves each run's validated config
+    (``prepare_configs``) and starts the run from it.
+    """
     base = [PYTHON, "-m", "rlvlmf", "train"]
+    store = ["--store", str(spec.store)] if spec.store is not None else []
     if state is RunState.PARTIAL:
-        return [*base, "--resume", str(spec.run_dir), "--no-progress"]
-    return [*base, *spec.train_args(), "--no-progress"]  # progress bars would fill the log files
+        start = ["--resume", str(spec.run_dir)]
+    else:
+        start = ["--config", str(RunFiles(spec.run_dir).config), "--out", str(spec.out), "--name", spec.name]
+    return [*base, *start, *store, "--no-progress"]  # progress bars would fill the log files
+
+
+def prepare_configs(specs: Sequence[RunSpec]) -> dict[str, TrainConfig]:
+    """Run name -> validated config of every run that needs one saved (unfinished, no ``config.json``).
+
+    All are built before any run starts, so a bad setting stops the sweep in one line instead
+    of failing each run. Building a config makes its env once (for its sizes), so the driver
+    needs the envs' packages too.
+
+    Raises:
+        UserError: A run's config is invalid (unknown preset, bad override, ...).
+    """
+    configs: dict[str, TrainConfig] = {}
+    for spec in specs:
+        files = RunFiles(spec.run_dir)
+        if files.is_complete() or files.is_run():
+            continue
+        try:
+            configs[spec.name] = spec.train_config()
+        except UserError as exc:
+            raise UserError(f"run {spec.name}: {exc}") from exc
+    return configs
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -427,6 +462,7 @@ def _run_sweep(specs: Sequence[RunSpec], workers: int, ray_address: str | None, 
                env: Mapping[str, str] | None, on_done: Callable[[RunOutcome], None] | None) -> SweepResult:
     write_manifest(specs)
     states = {spec.name: run_state(spec.run_dir) for spec in specs}
+    configs = prepare_configs(specs)
     outcomes: dict[str, RunOutcome] = {}
 
     def record(outcome: RunOutcome) -> None:
@@ -441,7 +477,7 @@ def _run_sweep(specs: Sequence[RunSpec], workers: int, ray_address: str | None, 
             record(RunOutcome(spec, state, None))
             continue
         log = spec.out / "logs" / f"{spec.name}.log"
-        jobs.append(_Job(spec, state, list(command_for(spec, state)), log))
+        jobs.append(_Job(spec, state, list(command_for(spec, state)), log, configs.get(spec.name)))
     child_env = _child_env(env, workers)
     if ray_address is not None:
         _run_on_ray(jobs, ray_address, workers, child_env, record)
@@ -456,6 +492,15 @@ class _Job:
     state: RunState
     argv: list[str]
     log: Path
+    config: TrainConfig | None = None
+    """Saved as the run's ``config.json`` just before it starts (its command reads it)."""
+
+    def save_config(self) -> None:
+        from rlvlmf.training.builder import save_config
+
+        if self.config is not None:
+            self.spec.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.spec.run_dir)
 
 
 def execute(
@@ -499,8 +544,10 @@ def _run_locally(jobs: list[_Job], workers: int, env: Mapping[str, str], record:
         if stopping.is_set():
             return RunOutcome(job.spec, job.state, None)
         try:
+            job.save_config()
             returncode, wall = execute(job.argv, job.log, env, started)
         except OSError as exc:  # e.g. the command does not exist: fail this run, not the sweep
+            job.log.parent.mkdir(parents=True, exist_ok=True)
             with job.log.open("a") as handle:
                 handle.write(f"could not start {job.argv[0]!r}: {exc}\n")
             returncode, wall = 127, 0.0
@@ -553,6 +600,7 @@ def _run_on_ray(
         while queue or in_flight:
             while queue and len(in_flight) < workers:
                 job = queue.pop(0)
+                job.save_config()  # run folders are on a filesystem every node shares
                 in_flight[remote.remote(job.argv, job.log, dict(env))] = job
             done, _ = ray.wait(list(in_flight), num_returns=1)
             job = in_flight.pop(done[0])

@@ -24,10 +24,7 @@ def save_config(config: TrainConfig, run_dir: Path) -> None:
 
 
 def load_config(run_dir: Path) -> TrainConfig:
-    """The config a run was started with, from its ``config.json``.
-
-    Folders written before reward modes were typed hold the ``--reward`` text (``"clip"``,
-    ``"code:FILE"``); it is read the way the flag is.
+    """The config a run was started with, from its ``config.json`` (see ``read_config``).
 
     Raises:
         UserError: The folder has no ``config.json``.
@@ -35,7 +32,27 @@ def load_config(run_dir: Path) -> TrainConfig:
     path = RunFiles(run_dir).config
     if not path.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.json); start it without --resume")
-    data = json.loads(path.read_text())
+    return read_config(path)
+
+
+def read_config(path: Path) -> TrainConfig:
+    """A config saved by ``save_config`` (or edited from one), validated field by field.
+
+    Folders written before reward modes were typed hold the ``--reward`` text (``"clip"``,
+    ``"code:FILE"``); it is read the way the flag is.
+
+    Raises:
+        UserError: The file is missing or not JSON.
+        ConfigError: A field is unknown or has a bad value.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not a JSON config ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON config (expected an object of fields)")
     if "reward" in data:
         data["reward"] = read_reward(data["reward"], str(data.get("backend", TrainConfig.backend)))
     return from_dict(TrainConfig, data)

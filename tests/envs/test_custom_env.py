@@ -109,7 +109,7 @@ def test_sweep_runs_an_env_with_its_goal(tmp_path: Path, capsys: pytest.CaptureF
                  "--out", str(tmp_path), "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 2
-    assert "__PointReach-v0__s0" in lines[0] and f"--env {point_env.SPEC} --goal {point_env.GOAL}" in lines[0]
-    assert "--preset" not in lines[0]
+    # The sweep saves each run's config (env spec and goal in it) and starts the run from that file.
+    assert "__PointReach-v0__s0" in lines[0] and " train --config " in lines[0] and "--preset" not in lines[0]
     assert main(["sweep", "--env", point_env.SPEC, "--out", str(tmp_path), "--dry-run"]) == 2
     assert "non-empty --goal" in capsys.readouterr().err

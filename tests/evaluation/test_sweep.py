@@ -1,8 +1,10 @@
 """Sweeps: grid expansion, the local process pool, resuming, stopping, and Ray (if installed).
 
 The runs are a small fake training script written to tmp_path that behaves like
-``rlvlmf train`` on its run folder (config.json, eval.jsonl, summary.json when finished,
-``--resume`` continues, refuses an existing folder without it) and notes each invocation.
+``rlvlmf train`` on its run folder (starts from the config.json the sweep saved, writes
+eval.jsonl and summary.json when finished, ``--resume`` continues, refuses a started run
+without it) and notes each invocation. The sweep builds real configs, so the tasks are real:
+pendulum and the tiny point env.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rlvlmf.cli import main
 from rlvlmf.errors import ConfigError, MissingDependencyError
 from rlvlmf.evaluation.sweep import (
     PYTHON,
+    EnvTask,
     RunSpec,
     RunState,
     Variant,
@@ -35,6 +38,7 @@ from rlvlmf.evaluation.sweep import (
     run_sweep,
     train_command,
 )
+from rlvlmf.training.builder import load_config
 
 FAKE_TRAIN = textwrap.dedent(
     """
@@ -42,12 +46,9 @@ FAKE_TRAIN = textwrap.dedent(
     from pathlib import Path
 
     parser = argparse.ArgumentParser()
-    for flag in ("--preset", "--out", "--name", "--reward", "--backend", "--store", "--resume"):
+    for flag in ("--config", "--out", "--name", "--store", "--resume"):
         parser.add_argument(flag)
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
     if args.resume:
         run = Path(args.resume)
@@ -57,20 +58,20 @@ FAKE_TRAIN = textwrap.dedent(
         kind = "resume"
     else:
         run = Path(args.out) / args.name
-        if run.exists():
-            sys.exit("refusing: run folder exists, use --resume")
-        run.mkdir(parents=True)
-        config = {"preset": args.preset, "seed": args.seed, "reward": args.reward, "backend": args.backend,
-                  "steps": args.steps, "store": args.store, "overrides": args.set}
+        if (run / "eval.jsonl").exists():
+            sys.exit("refusing: the run has started, use --resume")
+        config = json.loads(Path(args.config).read_text())
+        run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps(config))
         kind = "fresh"
     with open(run / "invocations.txt", "a") as handle:
         handle.write(kind + "\\n")
-    if config["preset"] == "broken":
+    (run / "store.txt").write_text(args.store or "")
+    if config["seed"] == 13:
         sys.exit(3)
     evals = run / "eval.jsonl"
     done = [json.loads(line)["step"] for line in evals.read_text().splitlines()] if evals.exists() else []
-    for step in range(100, config["steps"] + 1, 100):
+    for step in range(100, min(config["steps"], 300) + 1, 100):
         if step in done:
             continue
         time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0.05")))
@@ -96,6 +97,11 @@ def fake_train(tmp_path: Path):
     return command_for
 
 
+# Two real tasks whose configs build in milliseconds; seed 13 makes the fake training fail.
+POINT = EnvTask("gym:rlvlmf.testing.point_env:PointReach-v0", "to reach the red dot")
+TASKS = ["pendulum", POINT]
+
+
 def invocations(run_dir: Path) -> list[str]:
     return (run_dir / "invocations.txt").read_text().split()
 
@@ -111,20 +117,27 @@ def test_parse_seeds_and_names() -> None:
         parse_names(" , ")
 
 
-def test_expand_grid_orders_seeds_outermost_and_builds_train_args(tmp_path: Path) -> None:
-    variant = Variant.from_args("preference", "scripted", ["labeler.eps_mistake=0.1"])
+def test_expand_grid_orders_seeds_outermost_and_builds_each_runs_config(tmp_path: Path) -> None:
+    variant = Variant.from_args("preference", "scripted", ["labeler.max_queries=7"])
     assert variant.name == method_label("preference", "scripted") == "preference:scripted"
     assert method_label("env", "scripted") == "env"  # the backend is irrelevant without preferences
-    specs = expand_grid(["dmc/cartpole", "walker"], [0, 1], [variant], out=tmp_path, steps=50, store=tmp_path / "q")
-    assert [(s.seed, s.preset) for s in specs] == [(0, "dmc/cartpole"), (0, "walker"), (1, "dmc/cartpole"), (1, "walker")]
-    assert "/" not in specs[0].name and specs[0].run_dir.parent == tmp_path.resolve()
-    args = specs[0].train_args()
-    for flag, value in [("--preset", "dmc/cartpole"), ("--seed", "0"), ("--steps", "50"), ("--reward", "preference"),
-                        ("--backend", "scripted"), ("--set", "labeler.eps_mistake=0.1"), ("--name", specs[0].name),
-                        ("--store", str((tmp_path / "q").resolve()))]:
-        assert args[args.index(flag) + 1] == value
-    resume = train_command(specs[0], RunState.PARTIAL)
-    assert resume[resume.index("--resume") + 1] == str(specs[0].run_dir) and "--preset" not in resume
+    assert "/" not in expand_grid(["dmc/cartpole"], [0], [variant], out=tmp_path)[0].name
+    specs = expand_grid(TASKS, [0, 1], [variant], out=tmp_path, steps=50, store=tmp_path / "q")
+    assert [(s.seed, s.preset) for s in specs] == [(0, "pendulum"), (0, POINT.name), (1, "pendulum"), (1, POINT.name)]
+    assert specs[0].run_dir.parent == tmp_path.resolve()
+    config = specs[0].train_config()
+    assert (config.preset, config.seed, config.steps, config.reward.flag, config.backend) == ("pendulum", 0, 50, "preference", "scripted")
+    assert config.labeler.max_queries == 7
+    point = specs[3].train_config()
+    assert (point.preset, point.env, point.goal, point.seed) == ("", POINT.env, POINT.goal, 1)
+    # A new run starts from the config.json the sweep saves; a partial one resumes. Both use the sweep's store.
+    store = str((tmp_path / "q").resolve())
+    fresh, resume = train_command(specs[0], RunState.NEW), train_command(specs[0], RunState.PARTIAL)
+    for flag, value in [("--config", str(specs[0].run_dir / "config.json")), ("--out", str(tmp_path.resolve())),
+                        ("--name", specs[0].name), ("--store", store)]:
+        assert fresh[fresh.index(flag) + 1] == value
+    assert resume[resume.index("--resume") + 1] == str(specs[0].run_dir) and resume[resume.index("--store") + 1] == store
+    assert "--config" not in resume
     with pytest.raises(ConfigError, match="clash"):
         expand_grid(["a"], [0], [Variant("m x"), Variant("m/x")], out=tmp_path)
     with pytest.raises(ConfigError, match="key=value"):
@@ -132,7 +145,7 @@ def test_expand_grid_orders_seeds_outermost_and_builds_train_args(tmp_path: Path
 
 
 def test_local_sweep_runs_the_grid(tmp_path: Path, fake_train) -> None:
-    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=tmp_path / "runs")
+    specs = expand_grid(TASKS, [0, 1], [Variant("env", reward="env")], out=tmp_path / "runs")
     seen: list[str] = []
     result = run_sweep(specs, workers=2, command_for=fake_train, on_done=lambda o: seen.append(o.spec.name))
     assert not result.failed and sorted(seen) == sorted(s.name for s in specs)
@@ -141,17 +154,18 @@ def test_local_sweep_runs_the_grid(tmp_path: Path, fake_train) -> None:
         assert invocations(spec.run_dir) == ["fresh"]
         assert len((spec.run_dir / "eval.jsonl").read_text().splitlines()) == 3
         assert (tmp_path / "runs" / "logs" / f"{spec.name}.log").exists()
+        assert load_config(spec.run_dir) == spec.train_config()  # the validated config the run started from
     manifest = read_manifest(tmp_path / "runs")
     assert {manifest[s.name]["seed"] for s in specs} == {0, 1} and manifest[specs[0].name]["method"] == "env"
 
 
 def test_sweep_resumes_without_redoing_finished_runs(tmp_path: Path, fake_train) -> None:
-    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=tmp_path)
+    specs = expand_grid(TASKS, [0, 1], [Variant("env", reward="env")], out=tmp_path, store=tmp_path / "q")
     finished, partial = specs[0], specs[1]
     run_sweep([finished], command_for=fake_train)
     # A half-finished run: folder, config and one evaluation, no summary.
     partial.run_dir.mkdir(parents=True)
-    (partial.run_dir / "config.json").write_text(json.dumps({"preset": "b", "seed": 0, "steps": 300}))
+    (partial.run_dir / "config.json").write_text(json.dumps({"preset": "pendulum", "seed": 0, "steps": 300}))
     (partial.run_dir / "eval.jsonl").write_text(json.dumps({"step": 100, "returns": [1.0], "successes": None}) + "\n")
     assert [run_state(s.run_dir) for s in specs] == [RunState.FINISHED, RunState.PARTIAL, RunState.NEW, RunState.NEW]
 
@@ -164,38 +178,48 @@ def test_sweep_resumes_without_redoing_finished_runs(tmp_path: Path, fake_train)
     assert invocations(partial.run_dir) == ["resume"]
     steps = [json.loads(line)["step"] for line in (partial.run_dir / "eval.jsonl").read_text().splitlines()]
     assert steps == [100, 200, 300]  # continued, not restarted
+    assert (partial.run_dir / "store.txt").read_text() == str((tmp_path / "q").resolve())  # the sweep's store
     assert all(invocations(s.run_dir) == ["fresh"] for s in specs[2:])
 
 
 def test_reusing_a_name_with_other_settings_is_refused(tmp_path: Path, fake_train) -> None:
-    first = expand_grid(["a"], [0], [Variant.from_args("env", overrides=["x=1"])], out=tmp_path, steps=300)
+    first = expand_grid(["pendulum"], [0], [Variant.from_args("env", overrides=["knn_k=3"])], out=tmp_path, steps=300)
     run_sweep(first, command_for=fake_train)
-    for other in (Variant.from_args("env", overrides=["x=2"]), Variant.from_args("env", overrides=["x=1"])):
-        steps = 300 if other.overrides != ("x=1",) else 200
-        clash = expand_grid(["a"], [0], [other], out=tmp_path, steps=steps)
+    for other in (Variant.from_args("env", overrides=["knn_k=4"]), Variant.from_args("env", overrides=["knn_k=3"])):
+        steps = 300 if other.overrides != ("knn_k=3",) else 200
+        clash = expand_grid(["pendulum"], [0], [other], out=tmp_path, steps=steps)
         assert clash[0].name == first[0].name
         with pytest.raises(ConfigError, match="other settings"):
             run_sweep(clash, command_for=fake_train)
-    named = expand_grid(["a"], [0], [Variant.from_args("env", overrides=["x=2"], name="env-x2")], out=tmp_path)
+    named = expand_grid(["pendulum"], [0], [Variant.from_args("env", overrides=["knn_k=4"], name="env-k4")], out=tmp_path)
     assert not run_sweep(named, command_for=fake_train).failed  # a distinct name is fine
     assert invocations(first[0].run_dir) == ["fresh"]
 
 
 def test_failed_run_is_reported_and_the_rest_complete(tmp_path: Path, fake_train) -> None:
-    specs = expand_grid(["broken", "a"], [0], [Variant("env", reward="env")], out=tmp_path)
+    specs = expand_grid(["pendulum"], [13, 0], [Variant("env", reward="env")], out=tmp_path)
     result = run_sweep(specs, workers=1, command_for=fake_train)
-    assert [o.spec.preset for o in result.failed] == ["broken"] and result.failed[0].returncode == 3
+    assert [o.spec.seed for o in result.failed] == [13] and result.failed[0].returncode == 3
     assert run_state(specs[1].run_dir) is RunState.FINISHED
 
 
+def test_bad_setting_stops_the_sweep_before_any_run(tmp_path: Path, fake_train) -> None:
+    from rlvlmf.errors import UserError
+
+    specs = expand_grid(TASKS, [0], [Variant.from_args("env", overrides=["sac.batchsize=3"])], out=tmp_path)
+    with pytest.raises(UserError, match=f"run {specs[0].name}: unknown config key 'sac.batchsize'"):
+        run_sweep(specs, command_for=fake_train)
+    assert not any(s.run_dir.exists() for s in specs)
+
+
 def test_run_that_cannot_start_fails_alone(tmp_path: Path, fake_train) -> None:
-    specs = expand_grid(["a", "b"], [0], [Variant("env", reward="env")], out=tmp_path)
+    specs = expand_grid(TASKS, [0], [Variant("env", reward="env")], out=tmp_path)
 
     def command_for(spec: RunSpec, state: RunState) -> list[str]:
-        return [str(tmp_path / "no-such-program")] if spec.preset == "a" else fake_train(spec, state)
+        return [str(tmp_path / "no-such-program")] if spec.preset == "pendulum" else fake_train(spec, state)
 
     result = run_sweep(specs, command_for=command_for)
-    assert [(o.spec.preset, o.returncode) for o in result.failed] == [("a", 127)]
+    assert [(o.spec.preset, o.returncode) for o in result.failed] == [("pendulum", 127)]
     assert "could not start" in (tmp_path / "logs" / f"{specs[0].name}.log").read_text()
     assert run_state(specs[1].run_dir) is RunState.FINISHED
 
@@ -203,7 +227,7 @@ def test_run_that_cannot_start_fails_alone(tmp_path: Path, fake_train) -> None:
 DRIVER = textwrap.dedent(
     """
     import signal
-    from rlvlmf.evaluation.sweep import PYTHON, Variant, expand_grid, run_sweep, train_command
+    from rlvlmf.evaluation.sweep import PYTHON, EnvTask, Variant, expand_grid, run_sweep, train_command
 
     def stop(signum, frame):
         raise SystemExit(143)
@@ -212,7 +236,8 @@ DRIVER = textwrap.dedent(
         return [PYTHON, {script!r}, *train_command(spec, state)[4:]]
 
     signal.signal(signal.SIGTERM, stop)
-    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out={out!r})
+    tasks = ["pendulum", EnvTask("gym:rlvlmf.testing.point_env:PointReach-v0", "to reach the red dot")]
+    specs = expand_grid(tasks, [0, 1], [Variant("env", reward="env")], out={out!r})
     run_sweep(specs, workers=1, command_for=command_for)
     """
 )
@@ -224,7 +249,7 @@ def test_sweep_stopped_midway_resumes(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(out=str(out), script=str(script)))
-    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=out)
+    specs = expand_grid(TASKS, [0, 1], [Variant("env", reward="env")], out=out)
     env = {**os.environ, "FAKE_TRAIN_SLEEP": "0.3"}
     process = subprocess.Popen([sys.executable, str(driver)], env=env)
     try:
@@ -252,14 +277,14 @@ def test_sweep_stopped_midway_resumes(tmp_path: Path) -> None:
 
 def test_ray_missing_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_train) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail even where it is installed
-    specs = expand_grid(["a"], [0], [Variant("env", reward="env")], out=tmp_path)
+    specs = expand_grid(["pendulum"], [0], [Variant("env", reward="env")], out=tmp_path)
     with pytest.raises(MissingDependencyError, match=r"rlvlmf\[ray\]"):
         run_sweep(specs, ray_address="local", command_for=fake_train)
 
 
 def test_ray_sweep_completes(tmp_path: Path, fake_train) -> None:
     ray = pytest.importorskip("ray")
-    specs = expand_grid(["a", "b"], [0, 1], [Variant("env", reward="env")], out=tmp_path)
+    specs = expand_grid(TASKS, [0, 1], [Variant("env", reward="env")], out=tmp_path)
     try:  # "local" makes run_sweep start a fresh single-machine Ray instance
         result = run_sweep(specs, workers=2, ray_address="local", command_for=fake_train)
     finally:
@@ -270,10 +295,13 @@ def test_ray_sweep_completes(tmp_path: Path, fake_train) -> None:
 
 def test_cli_dry_run_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "runs"
-    assert main(["sweep", "--presets", "a,b", "--seeds", "0-1", "--reward", "env", "--out", str(out), "--dry-run"]) == 0
+    assert main(["sweep", "--presets", "pendulum", "--seeds", "0-3", "--reward", "env", "--out", str(out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and all(line.startswith("new") and " train --preset " in line for line in lines)
+    assert len(lines) == 4 and all(line.startswith("new") and " train --config " in line for line in lines)
     assert not out.exists()  # a dry run starts nothing
+    # ... but it builds every run's config, so a bad setting shows there.
+    assert main(["sweep", "--presets", "pendulum", "--set", "knn_k=0", "--out", str(out), "--dry-run"]) == 2
+    assert "knn_k must be >= 1" in capsys.readouterr().err and not out.exists()
     assert main(["sweep", "--presets", "a", "--seeds", "x", "--out", str(out)]) == 2
     assert "seeds" in capsys.readouterr().err
 
@@ -317,7 +345,7 @@ def test_a_second_sweep_over_the_same_manifest_is_refused_naming_the_first(tmp_p
 
     out = tmp_path / "runs"
     out.mkdir()
-    specs = expand_grid(["a"], [0], [Variant("env", reward="env")], out=out)
+    specs = expand_grid(["pendulum"], [0], [Variant("env", reward="env")], out=out)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from rlvlmf.utils.lock import ProcessLock; "
          "ProcessLock(sys.argv[1], 'x').acquire(); print('held', flush=True); time.sleep(120)", str(out / ".sweep.json.lock")],
