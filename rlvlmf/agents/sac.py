@@ -27,6 +27,7 @@ from torch import nn
 from rlvlmf.agents.batch import TransitionBatch
 from rlvlmf.errors import ConfigError
 from rlvlmf.utils.device import as_device, autocast
+from rlvlmf.utils.nn import mlp
 
 _LOG_2PI = math.log(2 * math.pi)
 logger = logging.getLogger(__name__)
@@ -94,15 +95,6 @@ METAWORLD = SACConfig(hidden_sizes=(256, 256, 256), batch_size=512, actor_lr=3e-
 """PEBBLE / RL-VLM-F MetaWorld settings: 3x256 MLPs, batch 512, lr 3e-4."""
 
 
-def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), nn.ReLU()]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
 class DoubleQ(nn.Module):
     """Two Q networks evaluated together: each layer is one batched matrix product."""
 
@@ -165,7 +157,7 @@ class SAC:
         # One generator on the device draws initial weights and exploration noise, so the CPU
         # stream is what it always was and a GPU draws its noise without a host round trip.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.actor = _mlp(obs_dim, config.hidden_sizes, 2 * action_dim).to(self.device)
+        self.actor = mlp(obs_dim, config.hidden_sizes, 2 * action_dim).to(self.device)
         with torch.no_grad():
             for module in self.actor:
                 if isinstance(module, nn.Linear):

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--goal", help="with --env: the goal sentence the VLM is given, e.g. \"to open the drawer\"")
     parser.add_argument("--camera", help="with --env: camera name or id (default: the env's own view)")
     # reward, backend and seed default to None so that --config can tell whether they were given.
-    parser.add_argument("--reward", help=f"preference (RL-VLM-F), env (ground truth), clip, or code:FILE (default: {DEFAULT_REWARD})")
+    parser.add_argument("--reward",
+                        help=f"preference (RL-VLM-F), env (ground truth), clip, or code:FILE (default: {DEFAULT_REWARD})")
     parser.add_argument("--backend", help="who labels queries, e.g. scripted, openai:gpt-4o, gemini:gemini-2.5-flash, "
                         f"hf:PATH; for --reward clip a clip:MODEL (default: {DEFAULT_BACKEND})")
     parser.add_argument("--backend-opt", action="extend", nargs="+", default=[], metavar="KEY=VALUE",

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlvlmf.errors import ConfigError, MissingDependencyError, UserError
+from rlvlmf.training.builder import build_config, save_config, slug, sweep_run_name
 from rlvlmf.training.run_files import RunFiles
 from rlvlmf.utils.atomic import atomic_write_text
 from rlvlmf.utils.lock import ProcessLock
@@ -52,7 +53,6 @@ PYTHON = "{python}"
 """Stands for the Python interpreter of whichever machine runs the command (Ray workers
 may live in a different environment from the driver)."""
 
-_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 # Time a run gets to checkpoint after SIGINT before it is killed, when a sweep is stopped.
 _STOP_GRACE_S = 10.0
 
@@ -107,11 +107,6 @@ def method_label(reward: str | None, backend: str | None, overrides: Sequence[st
     return label
 
 
-def slug(text: str) -> str:
-    """``text`` made safe as one path component (runs of other characters become ``-``)."""
-    return _SLUG.sub("-", text).strip("-.")
-
-
 @dataclass(frozen=True)
 class EnvTask:
     """A task named by an env spec and a goal sentence instead of a preset (``train --env``).
@@ -157,7 +152,7 @@ class RunSpec:
     @property
     def name(self) -> str:
         """Run folder name: method, preset and seed."""
-        return f"{slug(self.variant.name)}__{slug(self.preset)}__s{self.seed}"
+        return sweep_run_name(self.variant.name, self.preset, self.seed)
 
     @property
     def run_dir(self) -> Path:
@@ -170,8 +165,6 @@ class RunSpec:
         Raises:
             UserError: Unknown preset or env, bad reward, backend or override (one line).
         """
-        from rlvlmf.training.builder import build_config
-
         fields: dict[str, Any] = {"seed": self.seed}
         if self.env is not None:
             fields.update(env=self.env.env, goal=self.env.goal, camera=self.env.camera)
@@ -496,8 +489,6 @@ class _Job:
     """Saved as the run's ``config.json`` just before it starts (its command reads it)."""
 
     def save_config(self) -> None:
-        from rlvlmf.training.builder import save_config
-
         if self.config is not None:
             self.spec.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.spec.run_dir)

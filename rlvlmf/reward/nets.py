@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from rlvlmf.reward.config import CONV_KERNELS, CONV_PADDINGS, CONV_STRIDES, RewardModelConfig, conv_output_size, receptive_field
+from rlvlmf.utils.nn import mlp
 
 
 def preprocess_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -116,16 +117,6 @@ def _coordinates(features: torch.Tensor) -> torch.Tensor:
     return torch.cat([rows, cols], dim=1)
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    """A LeakyReLU MLP ``in_dim -> hidden... -> out_dim`` with a linear last layer."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), nn.LeakyReLU()]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
 class RewardNet(nn.Module):
     """Maps a preprocessed frame, a state vector, or both to a reward in ``(-1, 1)``."""
 
@@ -139,7 +130,7 @@ class RewardNet(nn.Module):
             features += config.conv_channels[-1] * conv_output_size(config.frame_size) ** 2
         if config.uses_states:
             features += config.state_dim
-        self.head = mlp(features, config.head_hidden_sizes, 1)
+        self.head = mlp(features, config.head_hidden_sizes, 1, activation=nn.LeakyReLU)
 
     def forward(self, images: torch.Tensor | None, states: torch.Tensor | None) -> torch.Tensor:
         """Rewards of a batch.

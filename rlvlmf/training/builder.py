@@ -1,9 +1,10 @@
-"""Build a run's config from a preset and overrides, and name its folder."""
+"""Build a run's config from a preset and overrides, save and read it, and name run folders."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,23 @@ def build_config(preset: str = "", overrides: list[str] | tuple[str, ...] = (), 
     config = apply_overrides(config, overrides)
     state_dim = reward_state_dim(config.reward_model.state_kind, obs_dim, action_dim)
     return dataclasses.replace(config, reward_model=dataclasses.replace(config.reward_model, state_dim=state_dim))
+
+
+# ---------------------------------------------------------------- run names
+# Both ways a run folder is named live here: ``rlvlmf train``'s default and a sweep's. Their
+# character rules differ and stay so: changing either would rename existing runs, and a
+# resumed sweep would no longer find them.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def slug(text: str) -> str:
+    """``text`` made safe as one path component (runs of other characters become ``-``)."""
+    return _UNSAFE.sub("-", text).strip("-.")
+
+
+def sweep_run_name(method: str, task: str, seed: int) -> str:
+    """A sweep's run folder name, ``METHOD__TASK__sSEED`` (each part made path-safe)."""
+    return f"{slug(method)}__{slug(task)}__s{seed}"
 
 
 def default_run_name(config: TrainConfig) -> str:

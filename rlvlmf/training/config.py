@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlvlmf.agents.sac import SACConfig
+from rlvlmf.agents.sac import DMC_PEBBLE, METAWORLD, SACConfig
 from rlvlmf.config import from_dict
 from rlvlmf.envs.custom import custom_preset
 from rlvlmf.envs.presets import Preset, get_preset
@@ -249,26 +249,24 @@ class TrainConfig:
 
 
 # Per-preset schedules. MetaWorld and CartPole: the RL-VLM-F paper's; the other DMC tasks:
-# PEBBLE's; pendulum: a small one for quick checks. SAC sizes: MetaWorld 3x256 / batch 512 /
-# lr 3e-4, DMC PEBBLE 2x1024 / batch 1024 / lr 5e-4.
-_METAWORLD_SAC = dict(hidden_sizes=(256, 256, 256), batch_size=512, actor_lr=3e-4, critic_lr=3e-4)
-_DMC_SAC = dict(hidden_sizes=(1024, 1024), batch_size=1024, actor_lr=5e-4, critic_lr=5e-4)
+# PEBBLE's; pendulum: a small one for quick checks. SAC sizes are the agent's presets
+# (rlvlmf.agents.sac: DMC_PEBBLE, METAWORLD).
 _METAWORLD = dict(steps=1_000_000, seed_steps=1000, unsup_steps=9000, num_interact=4000, reward_batch=40, max_feedback=20_000, eval_every=20_000)
 SCHEDULES: dict[str, dict] = {
     "cartpole-swingup": dict(steps=500_000, seed_steps=1000, unsup_steps=1000, num_interact=5000, reward_batch=50,
-                             max_feedback=10_000, reward_model=dict(max_epochs=50, lr=3e-4), sac=_DMC_SAC),
+                             max_feedback=10_000, reward_model=dict(max_epochs=50, lr=3e-4), sac=DMC_PEBBLE),
     "walker-walk": dict(steps=500_000, seed_steps=1000, unsup_steps=9000, num_interact=20_000, reward_batch=100,
-                        max_feedback=1000, reward_model=dict(max_epochs=50), sac=_DMC_SAC),
+                        max_feedback=1000, reward_model=dict(max_epochs=50), sac=DMC_PEBBLE),
     "cheetah-run": dict(steps=500_000, seed_steps=1000, unsup_steps=9000, num_interact=20_000, reward_batch=100,
-                        max_feedback=1000, reward_model=dict(max_epochs=50), sac=_DMC_SAC),
+                        max_feedback=1000, reward_model=dict(max_epochs=50), sac=DMC_PEBBLE),
     "reacher-easy": dict(steps=200_000, seed_steps=1000, unsup_steps=9000, num_interact=10_000, reward_batch=50,
-                         max_feedback=500, reward_model=dict(max_epochs=50), sac=_DMC_SAC),
+                         max_feedback=500, reward_model=dict(max_epochs=50), sac=DMC_PEBBLE),
     "pendulum": dict(steps=20_000, seed_steps=1000, unsup_steps=1000, num_interact=2000, reward_batch=20,
                      max_feedback=200, eval_every=2000, checkpoint_every=2000,
-                     reward_model=dict(max_epochs=50), sac=dict(hidden_sizes=(256, 256), batch_size=256)),
-    "drawer-open": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=_METAWORLD_SAC),
-    "sweep-into": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=_METAWORLD_SAC),
-    "soccer": dict(**_METAWORLD, reward_model=dict(max_epochs=5, lr=1e-4), sac=_METAWORLD_SAC),
+                     reward_model=dict(max_epochs=50), sac=dataclasses.replace(DMC_PEBBLE, hidden_sizes=(256, 256), batch_size=256)),
+    "drawer-open": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=METAWORLD),
+    "sweep-into": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=METAWORLD),
+    "soccer": dict(**_METAWORLD, reward_model=dict(max_epochs=5, lr=1e-4), sac=METAWORLD),
 }
 
 
@@ -292,7 +290,7 @@ def default_config(preset: str = "", **overrides: object) -> TrainConfig:
         schedule_name = FAMILY_SCHEDULES[run_preset.family]
     schedule = dict(SCHEDULES.get(schedule_name, {}))
     reward_frame_size = run_preset.reward_frame_size
-    sac = dataclasses.replace(SACConfig(), **schedule.pop("sac", {}))
+    sac = schedule.pop("sac", SACConfig())
     reward_model = dataclasses.replace(RewardModelConfig(frame_size=reward_frame_size), **schedule.pop("reward_model", {}))
     base = TrainConfig(preset=preset, env=env, goal=goal, camera=camera, sac=sac, reward_model=reward_model, **schedule)
     return dataclasses.replace(base, **overrides) if overrides else base

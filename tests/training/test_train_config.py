@@ -115,3 +115,18 @@ def test_default_run_name_per_mode(mode: object, backend: str, name: str) -> Non
 def test_report_labels_old_and_new_runs_alike(tmp_path: Path, saved: object) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"preset": "pendulum", "reward": saved, "backend": "scripted"}))
     assert load_run(tmp_path).method == "code:r.py"
+
+
+def test_schedules_use_the_agents_sac_presets() -> None:
+    from rlvlmf.agents.sac import DMC_PEBBLE, METAWORLD
+
+    assert all(default_config(p).sac == DMC_PEBBLE for p in ("cartpole-swingup", "walker-walk", "cheetah-run", "reacher-easy"))
+    assert all(default_config(p).sac == METAWORLD for p in ("drawer-open", "sweep-into", "soccer"))
+    assert default_config("pendulum").sac == dataclasses.replace(DMC_PEBBLE, hidden_sizes=(256, 256), batch_size=256)
+
+
+def test_sweep_run_names_are_path_safe_and_keep_their_parts() -> None:
+    from rlvlmf.training.builder import sweep_run_name
+
+    assert sweep_run_name("preference:scripted[x=1]", "dmc/cartpole", 2) == "preference-scripted-x-1__dmc-cartpole__s2"
+    assert sweep_run_name("env", "PointReach-v0", 0) == "env__PointReach-v0__s0"
