@@ -53,8 +53,9 @@ def fill(buffer: ReplayBuffer, pool: QueryPool, rng: np.random.Generator, steps:
         in_pool = pool.offer(rng)
         if in_pool:
             entered.add(int(pool._pending))  # type: ignore[arg-type]  # benchmark bookkeeping only
-        slot = buffer.add(rng.standard_normal(OBS, np.float32), rng.uniform(-1, 1, ACT), 0.0, rng.standard_normal(OBS, np.float32),
-                          False, (buffer.total_added + 1) % 500 == 0, frames[i % len(frames)])
+        obs, next_obs = rng.standard_normal(OBS, np.float32), rng.standard_normal(OBS, np.float32)
+        episode_end = (buffer.total_added + 1) % 500 == 0
+        slot = buffer.add(obs, rng.uniform(-1, 1, ACT), 0.0, next_obs, False, episode_end, frames[i % len(frames)])
         if in_pool:
             pool.put(slot, np.full((VLM_FRAME, VLM_FRAME, 3), i % 251, np.uint8))
 
@@ -64,14 +65,15 @@ def scaling(args: argparse.Namespace) -> None:
     frames = rng.integers(0, 255, (64, FRAME, FRAME, 3), dtype=np.uint8)
     per_step = bytes_per_transition(OBS, ACT, FRAME)
     print(f"buffer: {OBS}-dim states, {ACT}-dim actions, {FRAME}x{FRAME} frames = {per_step} bytes/step; "
-          f"pool {POOL} frames at {VLM_FRAME}x{VLM_FRAME}; a checkpoint every {args.every} steps, a relabel every other one")
+          f"pool {POOL} frames at {VLM_FRAME}x{VLM_FRAME}; a checkpoint every {args.every} steps, "
+          "a relabel every other one")
     print(f"load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         buffer, pool = ReplayBuffer(args.steps, OBS, ACT, FRAME), QueryPool(POOL)
         manager = CheckpointManager(Path(tmp) / "segmented")
         legacy = Path(tmp) / "legacy.npz"
-        print(f"{'steps':>8} {'new transitions MB':>18} {'new pool frames MB':>18} | {'segments: MB written':>20} {'s':>6} | "
-              f"{'whole buffer: MB':>16} {'s':>6}")
+        print(f"{'steps':>8} {'new transitions MB':>18} {'new pool frames MB':>18} | "
+              f"{'segments: MB written':>20} {'s':>6} | {'whole buffer: MB':>16} {'s':>6}")
         for chunk, step in enumerate(range(args.every, args.steps + 1, args.every)):
             entered: set[int] = set()
             fill(buffer, pool, rng, args.every, frames, entered)
@@ -127,7 +129,8 @@ def run_folder(args: argparse.Namespace) -> None:
                 trainer.close()
             results[label] = (folder_bytes(run_dir), folder_bytes(run_dir / "checkpoints"), spent[0], spent[1])
             print(f"  checkpoint_every={every}: run folder {results[label][0] / 1e6:.1f} MB, checkpoints/ "
-                  f"{results[label][1] / 1e6:.1f} MB, {results[label][3]} checkpoints taking {results[label][2]:.1f} s in all")
+                  f"{results[label][1] / 1e6:.1f} MB, {results[label][3]} checkpoints taking "
+                  f"{results[label][2]:.1f} s in all")
         ratio = results["every"][0] / results["once"][0]
         print(f"run folder with a checkpoint every {args.every} steps / with one checkpoint: {ratio:.2f}x")
     print(f"load average {os.getloadavg()[0]:.1f}")

@@ -4,12 +4,13 @@ A checkpoint is a folder ``checkpoints/step_00012000/`` holding ``arrays.npz`` (
 buffer, pool and preference counters; plain numpy, no pickle), ``state.pt`` (agent, ensemble,
 torch RNG), ``meta.json`` (counters, numpy RNG state) and ``segments.json``: the list of
 append-only segment files in ``checkpoints/segments/`` that hold the replay buffer, the query
-pool's frames and the preference pairs (``rlvlmf.training.segments``). A checkpoint writes
-segments only for the transitions and pairs added and the rewards changed since the previous
-one, so its time and bytes follow the new data, not the buffer's size. Its folder is written under a temporary name and renamed into
-place when complete; then ``checkpoints/latest`` is atomically pointed at it. The previous
-checkpoint is kept (sharing all but the newest segments), so a damaged latest one still leaves
-a way back; a segment is deleted only once no kept checkpoint lists it.
+pool's frames, the query window and the preference pairs (``rlvlmf.training.segments``). A
+checkpoint writes segments only for the transitions and pairs added and the rewards changed
+since the previous one, so its time and bytes follow the new data, not the buffer's size. Its
+folder is written under a temporary name and renamed into place when complete; then
+``checkpoints/latest`` is atomically pointed at it. The previous checkpoint is kept (sharing all
+but the newest segments), so a damaged latest one still leaves a way back; a segment is deleted
+only once no kept checkpoint lists it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rlvlmf.errors import UserError
 from rlvlmf.reward.preferences import PreferenceDataset
 from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.query_pool import QueryPool
+from rlvlmf.training.state_window import StateWindow
 from rlvlmf.training.run_files import PREFERENCES_FILE
 from rlvlmf.training.segments import (
     BufferSegments,
@@ -36,6 +38,7 @@ from rlvlmf.training.segments import (
     Manifest,
     PoolSegments,
     PreferenceSegments,
+    WindowSegments,
     SegmentRef,
     SegmentStore,
     read_manifest,
@@ -72,10 +75,11 @@ class CheckpointManager:
         self._buffer_chain = BufferSegments()
         self._pool_chain = PoolSegments()
         self._preference_chain = PreferenceSegments()
+        self._window_chain = WindowSegments()
 
     def save(self, step: int, *, arrays: dict[str, np.ndarray], torch_state: dict[str, Any], meta: dict[str, Any],
              preferences: PreferenceDataset | None, buffer: ReplayBuffer | None = None,
-             pool: QueryPool | None = None) -> Path:
+             pool: QueryPool | None = None, window: StateWindow | None = None) -> Path:
         """Write a complete checkpoint for ``step`` and make it the latest.
 
         Args:
@@ -86,6 +90,7 @@ class CheckpointManager:
             preferences: The preference data set, if any (as segments when ``buffer`` is given).
             buffer: The replay buffer, saved incrementally as segments.
             pool: The query pool (needs ``buffer``), its frames saved incrementally as segments.
+            window: The query window (needs ``buffer``), its episodes saved incrementally as segments.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step_{step:09d}"
@@ -99,13 +104,17 @@ class CheckpointManager:
             arrays.update(buffer.header())
             pool_refs: list[SegmentRef] = []
             preference_refs: list[SegmentRef] = []
+            window_refs: list[SegmentRef] = []
             if pool is not None:
                 pool_refs, pool_header = self._pool_chain.save(pool, buffer, self.segments)
                 arrays.update(pool_header)
             if preferences is not None:
                 preference_refs, preference_header = self._preference_chain.save(preferences, self.segments)
                 arrays.update(preference_header)
-            write_manifest(tmp, Manifest(buffer_refs, pool_refs, preference_refs))
+            if window is not None:
+                window_refs, window_header = self._window_chain.save(window, self.segments)
+                arrays.update(window_header)
+            write_manifest(tmp, Manifest(buffer_refs, pool_refs, preference_refs, window_refs))
         with atomic_open(tmp / "arrays.npz", "wb") as handle:
             np.savez(handle, **arrays)
         with atomic_open(tmp / "state.pt", "wb") as handle:
@@ -181,8 +190,8 @@ class CheckpointManager:
             raise UserError(f"checkpoint {path} is damaged ({type(err).__name__}: {err})") from err
 
     def load(self, name: str | None = None, *, buffer: ReplayBuffer | None = None,
-             pool: QueryPool | None = None) -> LoadedCheckpoint:
-        """Read the latest (or the named) checkpoint, restoring ``buffer`` and ``pool`` in place.
+             pool: QueryPool | None = None, window: StateWindow | None = None) -> LoadedCheckpoint:
+        """Read the latest (or the named) checkpoint, restoring ``buffer``, ``pool`` and ``window`` in place.
 
         Checkpoints written before segments (the whole buffer in ``arrays.npz``) load too.
 
@@ -208,13 +217,20 @@ class CheckpointManager:
                     buffer.load_state_dict(arrays)
                 if pool is not None:
                     pool.load_state_dict(arrays)
+                if window is not None:
+                    window.load_state_dict(arrays)
                 self._buffer_chain, self._pool_chain = BufferSegments(), PoolSegments()
-                self._preference_chain = PreferenceSegments()
+                self._preference_chain, self._window_chain = PreferenceSegments(), WindowSegments()
             else:
                 if buffer is not None:
                     self._buffer_chain.load(buffer, self.segments, manifest.buffer, arrays)
                     if pool is not None:
                         self._pool_chain.load(pool, buffer, self.segments, manifest.pool, arrays)
+                if window is not None and "window_steps" in arrays:  # saved whole, before window segments
+                    window.load_state_dict(arrays)
+                    self._window_chain = WindowSegments()
+                elif window is not None:
+                    self._window_chain.load(window, self.segments, manifest.window, arrays)
                 if "preferences_meta" in arrays:
                     preferences = self._preference_chain.load(self.segments, manifest.preferences, arrays)
         except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of torch's/numpy's layers

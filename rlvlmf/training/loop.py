@@ -517,9 +517,7 @@ class Trainer:
         """Save the run; ``open_episode``: between an episode's reset and its end (see the module doc)."""
         self.counters.last_checkpoint = self.counters.step
         self._last_checkpoint_time = time.monotonic()
-        arrays: dict[str, np.ndarray] = {}  # the buffer and the pool are saved as segments (only what is new)
-        if self.window is not None:
-            arrays.update(self.window.state_dict())
+        arrays: dict[str, np.ndarray] = {}  # buffer, pool, window and preferences go to segments (only what is new)
         torch_state = {
             "agent": self.agent.state_dict(),
             "ensemble": self.ensemble.state() if self.ensemble is not None else None,
@@ -539,7 +537,7 @@ class Trainer:
             "eval_lines": self._eval_lines(),
         }
         self.checkpoints.save(self.counters.step, arrays=arrays, torch_state=torch_state, meta=meta,
-                              preferences=self.preferences, buffer=self.buffer, pool=self.pool)
+                              preferences=self.preferences, buffer=self.buffer, pool=self.pool, window=self.window)
 
     def _eval_lines(self) -> int:
         path = self.files.evals
@@ -547,9 +545,7 @@ class Trainer:
 
     def load_checkpoint(self, name: str | None = None) -> None:
         """Restore the state saved by the latest (or the named) checkpoint."""
-        loaded = self.checkpoints.load(name, buffer=self.buffer, pool=self.pool)
-        if self.window is not None:
-            self.window.load_state_dict(loaded.arrays)
+        loaded = self.checkpoints.load(name, buffer=self.buffer, pool=self.pool, window=self.window)
         self.agent.load_state_dict(loaded.torch_state["agent"])
         if self.ensemble is not None:
             self.ensemble = RewardEnsemble.from_state(loaded.torch_state["ensemble"], device=self.device)

@@ -9,12 +9,14 @@ files that are written once and never changed:
 - ``rewards``: learned rewards that changed since the previous checkpoint (a relabel changes
   them all), one float32 per step over the changed range;
 - ``pool``: the query pool's full-size frames that entered it since the previous checkpoint;
-- ``labels``: the preference pairs labelled since the previous checkpoint (pairs never change).
+- ``labels``: the preference pairs labelled since the previous checkpoint (pairs never change);
+- ``window``: the query window's simulator states of episodes that ended (or began) since.
 
 A checkpoint lists the segments it needs (``segments.json``); applying them in order rebuilds
-the buffer, the pool and the preference data exactly. Checkpoints share segments, and a segment is deleted only when
-no remaining checkpoint lists it. Positions in the buffer's stream identify transitions (slot
-= position mod capacity), so segments of transitions the ring has since overwritten drop out.
+the buffer, the pool, the query window and the preference data exactly. Checkpoints share
+segments, and a segment is deleted only when no remaining checkpoint lists it. Positions in the
+buffer's stream identify transitions (slot = position mod capacity), so segments of transitions
+the ring has since overwritten drop out.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from rlvlmf.reward.preferences import PreferenceDataset
 from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.query_pool import QueryPool
+from rlvlmf.training.state_window import StateWindow
 from rlvlmf.utils.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -120,6 +123,7 @@ class Manifest(NamedTuple):
     buffer: list[SegmentRef]
     pool: list[SegmentRef]
     preferences: list[SegmentRef]
+    window: list[SegmentRef] = []
 
     def files(self) -> set[str]:
         """Every segment file listed."""
@@ -128,7 +132,8 @@ class Manifest(NamedTuple):
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     """Write ``segments.json`` into a checkpoint folder being assembled."""
-    content = {"format": _MANIFEST_FORMAT, **{key: [asdict(r) for r in refs] for key, refs in manifest._asdict().items()}}
+    lists = {key: [asdict(r) for r in refs] for key, refs in manifest._asdict().items()}
+    content = {"format": _MANIFEST_FORMAT, **lists}
     with atomic_open(directory / MANIFEST_FILE, "w") as handle:
         json.dump(content, handle)
 
@@ -145,7 +150,7 @@ def read_manifest(directory: Path) -> Manifest | None:
     content = json.loads(path.read_text())
     if content.get("format") != _MANIFEST_FORMAT:
         raise ValueError(f"{path} has format {content.get('format')!r}, expected {_MANIFEST_FORMAT}")
-    return Manifest(*([SegmentRef(**r) for r in content[key]] for key in Manifest._fields))
+    return Manifest(*([SegmentRef(**r) for r in content.get(key, [])] for key in Manifest._fields))
 
 
 class BufferSegments:
@@ -165,7 +170,8 @@ class BufferSegments:
             positions = np.arange(oldest, self.saved_end)
             slots = positions % buffer.capacity
             # Bitwise, so a NaN or a -0.0 is a change like any other.
-            changed = np.flatnonzero(buffer.learned_reward[slots].view(np.uint32) != self._saved_rewards[slots].view(np.uint32))
+            now, saved = buffer.learned_reward[slots], self._saved_rewards[slots]
+            changed = np.flatnonzero(now.view(np.uint32) != saved.view(np.uint32))
             if changed.size:
                 start, end = int(positions[changed[0]]), int(positions[changed[-1]]) + 1
                 values = buffer.learned_reward[np.arange(start, end) % buffer.capacity]
@@ -178,7 +184,8 @@ class BufferSegments:
         self._saved_rewards = buffer.learned_reward.copy()
         return list(self.refs)
 
-    def load(self, buffer: ReplayBuffer, store: SegmentStore, refs: list[SegmentRef], header: dict[str, np.ndarray]) -> None:
+    def load(self, buffer: ReplayBuffer, store: SegmentStore, refs: list[SegmentRef],
+             header: dict[str, np.ndarray]) -> None:
         """Rebuild ``buffer`` from its header and segments, and continue the chain from them.
 
         Raises:
@@ -206,7 +213,8 @@ def _drop_superseded_rewards(refs: list[SegmentRef], oldest: int) -> list[Segmen
     for i, ref in enumerate(refs):
         if ref.kind == "rewards":
             live_start = max(ref.start, oldest)
-            if any(later.kind == "rewards" and later.start <= live_start and later.end >= ref.end for later in refs[i + 1:]):
+            later = [r for r in refs[i + 1:] if r.kind == "rewards"]
+            if any(r.start <= live_start and r.end >= ref.end for r in later):
                 continue
         kept.append(ref)
     return kept
@@ -232,7 +240,8 @@ class PoolSegments:
         keys[slots < 0] = -1
         return keys
 
-    def save(self, pool: QueryPool, buffer: ReplayBuffer, store: SegmentStore) -> tuple[list[SegmentRef], dict[str, np.ndarray]]:
+    def save(self, pool: QueryPool, buffer: ReplayBuffer,
+             store: SegmentStore) -> tuple[list[SegmentRef], dict[str, np.ndarray]]:
         """Write the frames that entered the pool since the last save.
 
         Returns:
@@ -317,6 +326,73 @@ class PreferenceSegments:
             parts.append({key: value[skip:] for key, value in rows.items()})
         rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} if parts else {}
         if (len(rows["labels"]) if rows else 0) != size:
-            raise DamagedSegment(refs[-1].file if refs else MANIFEST_FILE, f"the segments hold other than the {size} pairs listed")
+            raise DamagedSegment(refs[-1].file if refs else MANIFEST_FILE,
+                                 f"the segments hold other than the {size} pairs listed")
         self.refs, self.saved_total = list(refs), total
         return PreferenceDataset.from_rows(capacity, float(header["preferences_heldout_fraction"]), total, rows)
+
+
+class WindowSegments:
+    """The query window's per-step simulator states as segments: a finished episode is written once.
+
+    Episodes are identified by their first stream position; the episode still running is small
+    (at most one episode's states) and is written again at each save until it ends.
+    """
+
+    def __init__(self) -> None:
+        self.refs: list[SegmentRef] = []
+        self._owner: dict[tuple[int, int], str] = {}  # (start, length) -> file holding that episode
+
+    def save(self, window: StateWindow, store: SegmentStore) -> tuple[list[SegmentRef], dict[str, np.ndarray]]:
+        """Write the episodes not saved yet.
+
+        Returns:
+            The refs that rebuild the window, and its (small) header arrays.
+        """
+        state = window.state_dict()
+        starts, lengths = state["window_starts"], state["window_lengths"]
+        ends = np.cumsum(lengths)
+        episodes = [(int(a), int(n)) for a, n in zip(starts, lengths)]
+        new = [i for i, key in enumerate(episodes) if key not in self._owner]
+        refs = list(self.refs)
+        if new:
+            rows = np.concatenate([np.arange(ends[i] - lengths[i], ends[i]) for i in new])
+            ref = store.write("window", int(starts[new[0]]), int(starts[new[-1]] + lengths[new[-1]]), {
+                "starts": starts[new], "lengths": lengths[new], "steps": state["window_steps"][rows],
+                "episodes": state["window_episodes"][new]})
+            refs.append(ref)
+            self._owner.update((episodes[i], ref.file) for i in new)
+        needed = {self._owner[key] for key in episodes}
+        self.refs = [r for r in refs if r.file in needed]
+        self._owner = {key: self._owner[key] for key in episodes}
+        header = {"window_meta": state["window_meta"], "window_starts": starts, "window_lengths": lengths}
+        return list(self.refs), header
+
+    def load(self, window: StateWindow, store: SegmentStore, refs: list[SegmentRef],
+             header: dict[str, np.ndarray]) -> None:
+        """Rebuild ``window`` from its header and the listed segments.
+
+        Raises:
+            DamagedSegment: A listed segment cannot be read, or an episode the header lists is in none.
+        """
+        found: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]] = {}
+        for ref in refs:
+            arrays = store.read(ref)
+            ends = np.cumsum(arrays["lengths"])
+            for i, (start, length) in enumerate(zip(arrays["starts"], arrays["lengths"])):
+                steps = arrays["steps"][ends[i] - length:ends[i]]
+                found[(int(start), int(length))] = (steps, arrays["episodes"][i], ref.file)
+        keys = [(int(a), int(n)) for a, n in zip(header["window_starts"], header["window_lengths"])]
+        missing = [key for key in keys if key not in found]
+        if missing:
+            raise DamagedSegment(refs[-1].file if refs else MANIFEST_FILE,
+                                 f"no segment holds the window's episode at {missing[0][0]}")
+        meta = header["window_meta"]
+        step_dim, episode_dim = int(meta[2]), int(meta[3])
+        window.load_state_dict({
+            "window_meta": meta, "window_starts": header["window_starts"], "window_lengths": header["window_lengths"],
+            "window_steps": np.concatenate([found[k][0] for k in keys]) if keys else np.zeros((0, step_dim)),
+            "window_episodes": np.stack([found[k][1] for k in keys]) if keys else np.zeros((0, episode_dim)),
+        })
+        self.refs = list(refs)
+        self._owner = {key: found[key][2] for key in keys}

@@ -50,11 +50,14 @@ def segment_bytes(root: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in (root / "segments").iterdir()}
 
 
-def test_chain_of_checkpoints_rebuilds_the_buffer_exactly_through_wraps_and_relabels(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_chain_of_checkpoints_rebuilds_the_buffer_exactly_through_wraps_and_relabels(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     buffer = ReplayBuffer(50, OBS, ACT, FRAME)
     manager = CheckpointManager(tmp_path)
     snapshots = {}
-    for step, (steps, relabelled) in enumerate([(20, False), (15, True), (10, False), (30, True), (40, False)], start=1):
+    chunks = [(20, False), (15, True), (10, False), (30, True), (40, False)]
+    for step, (steps, relabelled) in enumerate(chunks, start=1):
         fill(buffer, rng, steps)
         if relabelled:
             relabel(buffer, rng)
@@ -71,7 +74,9 @@ def test_chain_of_checkpoints_rebuilds_the_buffer_exactly_through_wraps_and_rela
     assert set(segment_bytes(tmp_path)) == listed
 
 
-def test_a_checkpoint_writes_the_new_transitions_and_a_float_per_relabelled_step(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_a_checkpoint_writes_the_new_transitions_and_a_float_per_relabelled_step(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     buffer = ReplayBuffer(10_000, OBS, ACT, FRAME)
     manager = CheckpointManager(tmp_path)
     per_step = bytes_per_transition(OBS, ACT, FRAME)
@@ -94,7 +99,9 @@ def test_a_checkpoint_writes_the_new_transitions_and_a_float_per_relabelled_step
     assert_same_buffer(restored, buffer)
 
 
-def test_resumed_chain_continues_incrementally_and_pool_frames_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_resumed_chain_continues_incrementally_and_pool_frames_round_trip(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     buffer, pool = ReplayBuffer(500, OBS, ACT, FRAME), QueryPool(8)
     manager = CheckpointManager(tmp_path)
     fill(buffer, rng, 100, pool)
@@ -122,7 +129,9 @@ def test_resumed_chain_continues_incrementally_and_pool_frames_round_trip(tmp_pa
     assert_same_buffer(again, restored)
 
 
-def test_damaged_segment_names_a_checkpoint_without_it(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_damaged_segment_names_a_checkpoint_without_it(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     buffer = ReplayBuffer(500, OBS, ACT, FRAME)
     manager = CheckpointManager(tmp_path)
     fill(buffer, rng, 100)
@@ -141,7 +150,9 @@ def test_damaged_segment_names_a_checkpoint_without_it(tmp_path: Path, rng: np.r
         CheckpointManager(tmp_path).load(buffer=ReplayBuffer(500, OBS, ACT, FRAME))
 
 
-def test_checkpoint_saved_before_segments_still_loads(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_checkpoint_saved_before_segments_still_loads(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     buffer, pool = ReplayBuffer(500, OBS, ACT, FRAME), QueryPool(8)
     fill(buffer, rng, 60, pool)
     manager = CheckpointManager(tmp_path)
@@ -160,7 +171,9 @@ def test_checkpoint_saved_before_segments_still_loads(tmp_path: Path, rng: np.ra
     assert_same_buffer(again, restored)
 
 
-def test_preference_pairs_are_written_once_and_rebuilt_through_the_fifo_cap(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_preference_pairs_are_written_once_and_rebuilt_through_the_fifo_cap(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     buffer, prefs = ReplayBuffer(100, OBS, ACT, FRAME), PreferenceDataset(capacity=25, heldout_fraction=0.2)
     manager = CheckpointManager(tmp_path)
     for step, n in enumerate([10, 0, 12, 9], start=1):
@@ -178,3 +191,35 @@ def test_preference_pairs_are_written_once_and_rebuilt_through_the_fifo_cap(tmp_
     np.testing.assert_array_equal(got.first.frames, expected.first.frames)
     np.testing.assert_array_equal(got.labels, expected.labels)
     np.testing.assert_array_equal(loaded.heldout_indices().size, prefs.heldout_indices().size)
+
+
+def test_query_window_episodes_are_written_once_and_the_open_one_comes_back(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from rlvlmf.training.state_window import StateWindow
+
+    buffer, window = ReplayBuffer(1000, OBS, ACT, FRAME), StateWindow(max_episodes=4)
+    manager = CheckpointManager(tmp_path)
+    position, saves = 0, []
+    for step, lengths in enumerate([(5, 7), (4,), (6, 3, 2)], start=1):
+        for length in lengths:
+            for _ in range(length):  # the first episode of a chunk continues the one left open
+                window.add(position, rng.normal(size=4), None if window.in_episode else rng.normal(size=2))
+                position += 1
+            window.end_episode()
+        window.add(position, rng.normal(size=4), rng.normal(size=2))  # an episode left open
+        position += 1
+        before = set(segment_bytes(tmp_path)) if (tmp_path / "segments").exists() else set()
+        manager.save(step, arrays={}, torch_state={}, meta={}, preferences=None, buffer=buffer, window=window)
+        saves.append([f for f in segment_bytes(tmp_path) if f not in before and f.startswith("window-")])
+        restored = StateWindow(max_episodes=4)
+        CheckpointManager(tmp_path).load(buffer=ReplayBuffer(1000, OBS, ACT, FRAME), window=restored)
+        for key, value in window.state_dict().items():
+            np.testing.assert_array_equal(restored.state_dict()[key], value, err_msg=key)
+    assert all(len(files) == 1 for files in saves)
+    # The last save wrote the three episodes that ended since (the first had been saved while
+    # open, and is written again now that it is longer) and the one open now, not the window's
+    # oldest episode, which the previous save wrote.
+    assert len(window.finished) == 4
+    with np.load(tmp_path / "segments" / saves[-1][0]) as data:
+        assert len(data["starts"]) == 4 and window.finished[0][0] not in data["starts"]
