@@ -285,11 +285,18 @@ class ReplayBuffer:
         return {"counters": counters, "finished": np.array(self._finished, dtype=np.int64).reshape(-1, 2)}
 
     def transitions(self, start: int, end: int) -> dict[str, np.ndarray]:
-        """Copies of every per-transition array at stream positions ``[start, end)``, which must still be held."""
+        """Every per-transition array at stream positions ``[start, end)``, which must still be held.
+
+        Views into the buffer where the range does not wrap (write them out before adding more).
+        """
         if not self.oldest <= start <= end <= self.total_added:
             raise ValueError(f"positions [{start}, {end}) are not all in the buffer (it holds [{self.oldest}, {self.total_added}))")
-        slots = np.arange(start, end) % self.capacity
-        return {name: getattr(self, name)[slots] for name in self._ARRAYS if getattr(self, name) is not None}
+        first = start % self.capacity
+        if first + (end - start) <= self.capacity:  # no wrap: views, no copy (the writer copies to disk)
+            index: slice | np.ndarray = slice(first, first + (end - start))
+        else:
+            index = np.arange(start, end) % self.capacity
+        return {name: getattr(self, name)[index] for name in self._ARRAYS if getattr(self, name) is not None}
 
     def put_transitions(self, start: int, arrays: dict[str, np.ndarray], oldest: int) -> None:
         """Write ``transitions(start, ...)`` output back, skipping positions before ``oldest``."""

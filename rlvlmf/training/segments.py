@@ -257,7 +257,9 @@ class PoolSegments:
         positions = np.flatnonzero(changed)
         refs = list(self.refs)
         if positions.size:
-            ref = store.write("pool", 0, 0, {"positions": positions, "frames": frames[positions]})
+            contiguous = positions[-1] - positions[0] + 1 == len(positions)
+            chosen = frames[positions[0]:positions[-1] + 1] if contiguous else frames[positions]  # a view if it can
+            ref = store.write("pool", 0, 0, {"positions": positions, "frames": chosen})
             refs.append(ref)
             self._owner.update((int(p), ref.file) for p in positions)
         needed = {self._owner[int(p)] for p in np.flatnonzero(live)}
