@@ -15,6 +15,7 @@ import torch
 
 from rlvlmf.cli import main
 from rlvlmf.errors import UserError
+from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.builder import build_config
 from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.training.loop import Trainer, run_training
@@ -78,9 +79,11 @@ def test_a_folder_whose_start_never_got_going_is_replaced_by_the_same_command(tm
 
 
 # ---------------------------------------------------------------------- stopping safely
-def _checkpoint_state(run_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
-    loaded = CheckpointManager(RunFiles(run_dir).checkpoints).load()
-    return loaded.arrays, loaded.torch_state["agent"]
+def _checkpoint_state(run_dir: Path, config) -> tuple[ReplayBuffer, dict]:
+    """The replay buffer and agent weights of the run's latest checkpoint (pendulum: 3-dim obs, 1-dim action)."""
+    buffer = ReplayBuffer(config.steps, 3, 1, config.reward_model.frame_size)
+    loaded = CheckpointManager(RunFiles(run_dir).checkpoints).load(buffer=buffer)
+    return buffer, loaded.torch_state["agent"]
 
 
 def test_a_signal_mid_episode_checkpoints_that_step_and_the_resume_is_bit_exact(
@@ -108,10 +111,11 @@ def test_a_signal_mid_episode_checkpoints_that_step_and_the_resume_is_bit_exact(
 
     resumed = run_training(None, stopped, resume=True, store_dir=tmp_path / "q2", export_dir=None, progress=False)
     assert resumed.extra["complete"] and resumed.steps == 800 and resumed.episodes == 4
-    arrays, agent = _checkpoint_state(stopped)
-    arrays_straight, agent_straight = _checkpoint_state(straight)
-    for name in ("obs", "next_obs", "action", "env_reward", "learned_reward"):
-        np.testing.assert_array_equal(arrays[name], arrays_straight[name], err_msg=name)
+    buffer, agent = _checkpoint_state(stopped, config)
+    buffer_straight, agent_straight = _checkpoint_state(straight, config)
+    assert buffer.total_added == buffer_straight.total_added == 800
+    for name in ("obs", "next_obs", "action", "env_reward", "learned_reward", "frames"):
+        np.testing.assert_array_equal(getattr(buffer, name), getattr(buffer_straight, name), err_msg=name)
     for key, value in agent_straight["actor"].items():
         assert torch.equal(agent["actor"][key], value), key
     evals = [json.loads(line)["returns"] for line in RunFiles(stopped).evals.read_text().splitlines()]
