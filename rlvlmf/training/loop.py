@@ -421,10 +421,10 @@ class Trainer:
         if not self._render_env_ready:
             self.eval_env.reset(seed=0)  # wrappers refuse to render before the first reset
             self._render_env_ready = True
-        frames = []
+        frames: list[np.ndarray] = []
         for episode, step in self.window.states_of(slots, self.buffer.capacity, self.buffer.total_added):
             sim_state.restore(self.eval_env, episode, step)
-            frames.append(self.eval_env.render())
+            frames.append(np.asarray(self.eval_env.render()))
         return np.stack(frames)
 
     def _sac_update(self) -> None:
@@ -435,7 +435,7 @@ class Trainer:
         device = None if self.device.type == "cpu" else self.device
         batch = self.buffer.batch(slots, reward="env" if isinstance(config.reward, EnvMode) else "learned", device=device)
         if unsupervised:
-            batch = batch._replace(reward=self.entropy.reward(self.buffer, slots, self.rng))
+            batch = batch._replace(reward=self.entropy.reward(self.buffer.observations, slots, self.rng))
         self._last_losses = self.agent.update(batch)
         counters.updates += 1
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rlvlmf.training.loop as loop
+from rlvlmf.training import loop
 from rlvlmf.training.builder import build_config
 from rlvlmf.training.loop import Trainer
 from rlvlmf.training.state_window import StateWindow

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.errors import ConfigError, UnknownNameError, UserError
 from rlvlmf.feedback.store import QueryStore
 from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.builder import build_config
+from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.training.loop import run_training
 
 TINY = [

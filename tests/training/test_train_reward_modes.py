@@ -11,9 +11,9 @@ import pytest
 
 from rlvlmf.errors import UserError
 from rlvlmf.feedback.backends.clip import ClipScorer
+from rlvlmf.testing.tiny_models import build_tiny_clip
 from rlvlmf.training.builder import build_config, save_config
 from rlvlmf.training.loop import Trainer, run_training
-from rlvlmf.testing.tiny_models import build_tiny_clip
 from tests.training.test_train import TINY
 
 PENDULUM_PROGRAM = '''
