@@ -313,7 +313,9 @@ class RewardEnsemble(nn.Module):
             try:
                 member.load_state_dict(member_state)
             except RuntimeError as err:  # a saved shape that this version's nets do not have
-                raise UserError(f"the saved reward model's weights do not fit this rlvlmf's reward nets ({err}); train a new one") from err
+                raise UserError(
+                    f"the saved reward model's weights do not fit this rlvlmf's reward nets ({err}); train a new one"
+                ) from err
         ensemble.optimizer.load_state_dict(state["optimizer"])
         ensemble.rounds = int(state["rounds"])
         ensemble.eval()

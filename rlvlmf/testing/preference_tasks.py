@@ -67,7 +67,9 @@ def cartpole_frames(n: int, frame_size: int = 64, *, seed: int = 0, hold: int = 
     env = make_env("cartpole-swingup", frame_size=frame_size)
     frames, rewards = np.empty((n, frame_size, frame_size, 3), np.uint8), np.empty(n)
     try:
-        push = np.zeros(env.action_space.shape, np.float32)
+        shape = env.action_space.shape
+        assert shape is not None  # cartpole's actions are a Box
+        push = np.zeros(shape, np.float32)
         for step in range(n):
             if step % episode_steps == 0:
                 obs, _ = env.reset(seed=int(rng.integers(2**31)))
@@ -76,7 +78,7 @@ def cartpole_frames(n: int, frame_size: int = 64, *, seed: int = 0, hold: int = 
             if abs(obs[0]) > turn_back_at and push[0] * obs[0] > 0:  # obs[0]: cart position
                 push[:] = -push
             obs, rewards[step], _, _, _ = env.step(push)
-            frames[step] = env.render()
+            frames[step] = np.asarray(env.render())
     finally:
         env.close()
     return frames, rewards

@@ -157,4 +157,5 @@ def test_store_keeps_pixel_identical_pairs_with_different_rewards_apart(tmp_path
     assert [r.label for r in again] == [Label.FIRST, Label.SECOND]
     assert again[1].from_store and not again[0].from_store and again[0].key != again[1].key
     # The rewards' exact values are the key; equal rewards still share one row.
-    assert Labeler(ScriptedTeacher(), TASK, QueryStore(tmp_path), LabelerConfig(progress=False)).label([pair([0.2], [0.9])])[0].from_store
+    warm = Labeler(ScriptedTeacher(), TASK, QueryStore(tmp_path), LabelerConfig(progress=False))
+    assert warm.label([pair([0.2], [0.9])])[0].from_store
