@@ -63,7 +63,8 @@ def main() -> None:
             result = write_audit_report(store, root / "audit.html", config)
             seconds = time.perf_counter() - start
             mib = result.html_path.stat().st_size / 2**20
-            print(f"audit report: {seconds:.2f} s, {mib:.1f} MiB HTML, {result.listed} pairs listed, {args.thumb}px {thumb_format} thumbnails")
+            print(f"audit report: {seconds:.2f} s, {mib:.1f} MiB HTML, {result.listed} pairs listed, "
+                  f"{args.thumb}px {thumb_format} thumbnails")
         for fmt, embed in (("jsonl", False), ("jsonl", True), ("parquet", True)):
             out = root / f"export.{fmt}"
             start = time.perf_counter()

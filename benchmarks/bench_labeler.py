@@ -69,7 +69,10 @@ def run_one(
     pairs = [FramePair(render_like_frame(rng, size), render_like_frame(rng, size)) for _ in range(n_pairs)]
     backend = make_bench_backend(url, mode, pair_latency)
     config = LabelerConfig(max_in_flight=concurrency, progress=False)
-    with tempfile.TemporaryDirectory() as store_dir, Labeler(backend, TASK, QueryStore(store_dir), config, run_id="bench") as labeler:
+    with (
+        tempfile.TemporaryDirectory() as store_dir,
+        Labeler(backend, TASK, QueryStore(store_dir), config, run_id="bench") as labeler,
+    ):
         start, cpu_start = time.perf_counter(), time.process_time()
         results = labeler.label(pairs)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
@@ -101,8 +104,10 @@ def main() -> None:
     try:
         run_one(url, 2, 4, args.mode, args.size, pair_latency, rng)  # warm up imports and connections
         where = "in-process backend (no HTTP)" if url is None else "fake OpenAI server in its own process"
-        print(f"{where}: delay {args.delay * 1000:.0f} ms/request, {args.mode} ({stages} requests/pair), {args.size}x{args.size} frames")
-        print(f"{'concurrency':>11} {'pairs':>6} {'pairs/s':>9} {'target':>8} {'ideal':>6} {'mean pair latency':>18} {'client CPU/pair':>16} {'failed':>6}")
+        print(f"{where}: delay {args.delay * 1000:.0f} ms/request, {args.mode} ({stages} requests/pair), "
+              f"{args.size}x{args.size} frames")
+        print(f"{'concurrency':>11} {'pairs':>6} {'pairs/s':>9} {'target':>8} {'ideal':>6} {'mean pair latency':>18} "
+              f"{'client CPU/pair':>16} {'failed':>6}")
         for concurrency in args.concurrency:
             n_pairs = args.pairs_per_slot * concurrency
             rate, latency, cpu, failed = run_one(url, concurrency, n_pairs, args.mode, args.size, pair_latency, rng)
@@ -110,7 +115,8 @@ def main() -> None:
             # With no server delay there is no target: the run measures the client's CPU ceiling.
             target = 0.8 * concurrency / pair_latency if pair_latency > 0 else float("nan")
             ideal = rate / (target / 0.8) if pair_latency > 0 else float("nan")
-            print(f"{concurrency:>11} {n_pairs:>6} {rate:>9.2f} {target:>8.2f} {ideal:>6.2f} {shown_latency:>18} {cpu * 1000:>13.1f} ms {failed:>6}")
+            print(f"{concurrency:>11} {n_pairs:>6} {rate:>9.2f} {target:>8.2f} {ideal:>6.2f} {shown_latency:>18} "
+                  f"{cpu * 1000:>13.1f} ms {failed:>6}")
     finally:
         parent.send("stop")
         server.join(timeout=10)

@@ -12,17 +12,18 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 
-from rlvlmf.agents.sac import SAC, SACConfig
 from rlvlmf.agents.batch import TransitionBatch
-from rlvlmf.training.buffer import ReplayBuffer
+from rlvlmf.agents.sac import SAC, SACConfig
 from rlvlmf.reward.config import RewardModelConfig
 from rlvlmf.reward.ensemble import RewardEnsemble
 from rlvlmf.reward.inputs import RewardInputs
 from rlvlmf.reward.preferences import PreferenceDataset
+from rlvlmf.training.buffer import ReplayBuffer
 
 OBS_DIM, ACTION_DIM = 24, 6  # dm_control walker-walk
 
@@ -40,7 +41,10 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
 
 
 def bench_sac(quick: bool) -> None:
-    settings = [((1024, 1024), 1024, "float32"), ((1024, 1024), 1024, "bfloat16"), ((256, 256), 256, "float32"), ((256, 256, 256), 512, "float32")]
+    settings = [
+        ((1024, 1024), 1024, "float32"), ((1024, 1024), 1024, "bfloat16"),
+        ((256, 256), 256, "float32"), ((256, 256, 256), 512, "float32"),
+    ]
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for hidden, batch_size, dtype in settings:
@@ -50,7 +54,7 @@ def bench_sac(quick: bool) -> None:
                 torch.randn(batch_size, 1), torch.randn(batch_size, OBS_DIM), torch.ones(batch_size, 1),
             )
             repeats = 5 if quick else (15 if batch_size >= 1024 else 50)
-            seconds = timed(lambda: agent.update(batch), repeats)
+            seconds = timed(partial(agent.update, batch), repeats)
             print(f"sac update  hidden={'x'.join(map(str, hidden)):<11} batch={batch_size:<5} {dtype:<8} threads={threads}: "
                   f"{seconds * 1e3:8.1f} ms/update  ({1 / seconds:6.1f} updates/s)")
 
@@ -63,7 +67,8 @@ class ReferenceStyleSAC:
     """
 
     def __init__(self, hidden: tuple[int, ...]) -> None:
-        from torch import distributions as D, nn
+        from torch import distributions as D
+        from torch import nn
 
         def mlp(i: int, o: int) -> nn.Sequential:
             layers: list[nn.Module] = []
@@ -91,7 +96,8 @@ class ReferenceStyleSAC:
         a = d.rsample()
         lp = d.log_prob(a).sum(-1, keepdim=True)
         x = torch.cat([b.next_obs, a], -1)
-        target = (b.reward + b.not_done * 0.99 * (torch.min(self.t1(x), self.t2(x)) - self.log_alpha.exp().detach() * lp)).detach()
+        soft_value = torch.min(self.t1(x), self.t2(x)) - self.log_alpha.exp().detach() * lp
+        target = (b.reward + b.not_done * 0.99 * soft_value).detach()
         x = torch.cat([b.obs, b.action], -1)
         loss = torch.nn.functional.mse_loss(self.q1(x), target) + torch.nn.functional.mse_loss(self.q2(x), target)
         self.opt_c.zero_grad()
@@ -120,15 +126,17 @@ def bench_sac_vs_reference(quick: bool) -> None:
     """Our update against the common way, interleaved so that load from others hits both."""
     torch.set_num_threads(1)
     for hidden, batch_size in (((1024, 1024), 1024), ((256, 256), 256)):
-        ours, reference = SAC(OBS_DIM, ACTION_DIM, SACConfig(hidden_sizes=hidden, batch_size=batch_size)), ReferenceStyleSAC(hidden)
+        ours = SAC(OBS_DIM, ACTION_DIM, SACConfig(hidden_sizes=hidden, batch_size=batch_size))
+        reference = ReferenceStyleSAC(hidden)
         batch = TransitionBatch(
             torch.randn(batch_size, OBS_DIM), torch.rand(batch_size, ACTION_DIM) * 2 - 1,
             torch.randn(batch_size, 1), torch.randn(batch_size, OBS_DIM), torch.ones(batch_size, 1),
         )
         times: dict[str, list[float]] = {"ours": [], "reference-style": []}
         for _ in range(3 if quick else 8):
-            times["ours"].append(timed(lambda: ours.update(batch), 2 if batch_size >= 1024 else 10, warmup=1))
-            times["reference-style"].append(timed(lambda: reference.update(batch), 2 if batch_size >= 1024 else 10, warmup=1))
+            repeats = 2 if batch_size >= 1024 else 10
+            times["ours"].append(timed(partial(ours.update, batch), repeats, warmup=1))
+            times["reference-style"].append(timed(partial(reference.update, batch), repeats, warmup=1))
         a, b = np.median(times["ours"]), np.median(times["reference-style"])
         print(f"sac update vs reference-style  hidden={'x'.join(map(str, hidden))} batch={batch_size} threads=1: "
               f"ours {a * 1e3:.1f} ms, reference-style {b * 1e3:.1f} ms ({b / a:.2f}x)")
@@ -157,7 +165,8 @@ def bench_reward_fit(quick: bool) -> None:
         ensemble = RewardEnsemble(config)
         report = ensemble.fit(dataset, rng)
         print(f"image reward fit 64x64 ensemble=3 labels={labels_count} {dtype:<8} max_epochs={epochs}: {report.seconds:6.2f} s "
-              f"({report.epochs} epochs, {report.seconds / report.epochs * 1e3:.0f} ms/epoch, train acc {report.train_acc:.2f}, gt acc {report.gt_acc:.2f})")
+              f"({report.epochs} epochs, {report.seconds / report.epochs * 1e3:.0f} ms/epoch, "
+              f"train acc {report.train_acc:.2f}, gt acc {report.gt_acc:.2f})")
         if quick:
             break
 
@@ -173,8 +182,9 @@ def bench_relabel(quick: bool) -> None:
     for dtype in ("float32", "bfloat16"):
         image = RewardEnsemble(RewardModelConfig(input="image", frame_size=64, compute_dtype=dtype))
         for batch_size in (64, 256, 1024):
-            seconds = timed(lambda: buffer.relabel(lambda x: image.predict(x, batch_size), None), 1, warmup=0)
-            print(f"relabel image reward 64x64 ensemble=3 {dtype:<8} predict_batch={batch_size:<5}: {steps / seconds:6.0f} frames/s "
+            seconds = timed(partial(buffer.relabel, partial(image.predict, batch_size=batch_size), None), 1, warmup=0)
+            print(f"relabel image reward 64x64 ensemble=3 {dtype:<8} predict_batch={batch_size:<5}: "
+                  f"{steps / seconds:6.0f} frames/s "
                   f"({steps} frames in {seconds:.2f} s; 100k frames ~ {100_000 * seconds / steps:.0f} s)")
     state = RewardEnsemble(RewardModelConfig(input="state", state_dim=OBS_DIM + ACTION_DIM))
     seconds = timed(lambda: buffer.relabel(state.predict, "obs_action"), 1, warmup=0)

@@ -57,7 +57,8 @@ def main() -> None:
                         help=f"config overrides after the fast defaults ({' '.join(FAST)})")
     args = parser.parse_args()
     config = build_config(args.preset, [*FAST, *args.overrides], steps=args.steps)
-    print(f"load average {os.getloadavg()[0]:.1f}; preset {args.preset}, steps {args.steps}, overrides: {' '.join([*FAST, *args.overrides])}")
+    print(f"load average {os.getloadavg()[0]:.1f}; preset {args.preset}, steps {args.steps}, "
+          f"overrides: {' '.join([*FAST, *args.overrides])}")
     print(f"schedule: seed {config.seed_steps}, unsup {config.unsup_steps}, a round every {config.num_interact} steps of "
           f"{config.reward_batch} queries; reward input {config.reward_model.input} at {config.reward_model.frame_size}px, "
           f"ensemble {config.reward_model.ensemble_size}; query pool {config.query_pool_size}")

@@ -36,9 +36,9 @@ from typing import Any
 import torch
 
 import rlvlmf.training.loop as train_module
-from rlvlmf.training.metrics import MetricsLogger
 from rlvlmf.training.builder import build_config
 from rlvlmf.training.loop import Trainer
+from rlvlmf.training.metrics import MetricsLogger
 from rlvlmf.utils.device import resolve_device
 
 SETTINGS: dict[str, list[str]] = {
@@ -140,7 +140,8 @@ def run_once(setting: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     stages = {name: end[1].get(name, 0.0) - before.get(name, 0.0) for name in STAGES}
     stages["everything else"] = window_s - sum(stages.values())
     return {"unsup_sps": args.unsup_steps / unsup_s if args.unsup_steps else float("nan"),
-            "window_sps": args.window / window_s, "window_cpu_sps": args.window / window_cpu_s, "window_s": window_s, "stages": stages, "rounds": rounds, "labels": labels}
+            "window_sps": args.window / window_s, "window_cpu_sps": args.window / window_cpu_s, "window_s": window_s,
+            "stages": stages, "rounds": rounds, "labels": labels}
 
 
 def main() -> None:

@@ -34,7 +34,17 @@ import numpy as np
 from rlvlmf.errors import UserError
 from rlvlmf.evaluation.report import build_report, markdown_tables, write_report
 from rlvlmf.evaluation.runs import find_runs
-from rlvlmf.evaluation.sweep import PYTHON, RunState, Variant, expand_grid, parse_names, parse_seeds, run_state, run_sweep, train_command
+from rlvlmf.evaluation.sweep import (
+    PYTHON,
+    RunState,
+    Variant,
+    expand_grid,
+    parse_names,
+    parse_seeds,
+    run_state,
+    run_sweep,
+    train_command,
+)
 
 # ---- Study settings the lead may adjust --------------------------------------------------
 PRESETS = ("cartpole-swingup", "walker-walk")

@@ -78,7 +78,8 @@ def fuzz(n_parsed: int, n_http: int, seed: int) -> dict[str, int]:
                 problems, crashed, stats = [repr(exc)], 1, None
         huge = sum(a.kind == "huge" for a in answers)
         labelled = sum(a.label is not None for a in answers)
-        print(f"  {family:<13} {n_http} answers ({huge} of ~1 MB, {labelled} clear labels) in {time.perf_counter() - start:.1f} s: "
+        print(f"  {family:<13} {n_http} answers ({huge} of ~1 MB, {labelled} clear labels) "
+              f"in {time.perf_counter() - start:.1f} s: "
               f"{crashed} crashes, {len(problems)} stored other than they must be"
               + (f"; store: {stats.ok} ok rows, abstains {dict(stats.abstains)}" if stats else ""))
         for problem in problems[:5]:
@@ -109,7 +110,9 @@ def faults(sizes: dict[str, int], seed: int) -> dict[str, int]:
             rows = store.get_many([r.key for r in results])
             stats = labeler.stats
         failed = sum(r.failed for r in results)
-        mislabeled = sum(not r.failed and (r.label != e or r.answer.abstain_reason is not None) for r, e in zip(results, expected))
+        mislabeled = sum(
+            not r.failed and (r.label != e or r.answer.abstain_reason is not None) for r, e in zip(results, expected)
+        )
         unrecorded = sum(r.key not in rows for r in results)
         attempts_ok = stats.retries == sum(row.attempts - 1 for row in rows.values())
         print(f"  {family:<10} {n_pairs} pairs in {time.perf_counter() - start:.1f} s: {injector.total_injected} faults "
@@ -142,7 +145,9 @@ def crash(kills_wanted: int, seed: int) -> dict[str, int]:
         run = 0
         while totals["kills"] < kills_wanted and run < 20:
             run += 1
-            plan = [("ask", int(rng.integers(1, 5))) if i % 2 == 0 else ("time", float(rng.uniform(4.0, 14.0))) for i in range(10)]
+            plan = [
+                ("ask", int(rng.integers(1, 5))) if i % 2 == 0 else ("time", float(rng.uniform(4.0, 14.0))) for i in range(10)
+            ]
             rule = RuleVLM()
             server.responder = rule
             log = crash_and_resume(server.url, rule, work / f"crash{run}", plan, steps=steps, extra=extra)
@@ -152,23 +157,27 @@ def crash(kills_wanted: int, seed: int) -> dict[str, int]:
                 pairs = {(r.first_frame, r.second_frame) for r in store.iter_queries()}
             same = all(summary[k] == straight[k] for k in ("steps", "episodes", "queries", "labels", "eval_return_mean"))
             missing = len(straight_pairs - pairs)
-            print(f"  run {run}: {log.kills} kills in {log.launches} launches, {log.wall_s:.0f} s; {figures['rows']} answers stored, "
+            print(f"  run {run}: {log.kills} kills in {log.launches} launches, {log.wall_s:.0f} s; "
+                  f"{figures['rows']} answers stored, "
                   f"{figures['asks']} asks ({figures['asked_again']} pairs re-asked after a kill took their call), "
                   f"{figures['paid_twice']} asked after being stored, {figures['lost']} asked but not stored, "
                   f"{missing} of the uninterrupted run's answers missing; summary {'equals' if same else 'DIFFERS FROM'} "
                   f"the uninterrupted run's; {len(problems)} problems")
             for problem in problems[:5]:
                 print(f"    {problem}")
-            totals.update(kills=log.kills, launches=log.launches, lost=figures["lost"] + missing, paid_twice=figures["paid_twice"],
-                          problems=len(problems), differs=int(not same), runs=1)
+            totals.update(
+                kills=log.kills, launches=log.launches, lost=figures["lost"] + missing, paid_twice=figures["paid_twice"],
+                problems=len(problems), differs=int(not same), runs=1,
+            )
     return dict(totals)
 
 
 def load(chunks: int, chunk: int, in_flight: int, delay_s: float) -> dict[str, float]:
     print(f"== load: {chunks} chunks of {chunk} fresh pairs, {in_flight} calls in flight, server latency {delay_s} s")
     with FakeOpenAIServer(delay_s=delay_s) as server:
-        proc = subprocess.run([sys.executable, "-m", "rlvlmf.testing.load_client", server.url, "--chunks", str(chunks),
-                               "--chunk-size", str(chunk), "--in-flight", str(in_flight)], cwd=ROOT, capture_output=True, text=True)
+        command = [sys.executable, "-m", "rlvlmf.testing.load_client", server.url, "--chunks", str(chunks),
+                   "--chunk-size", str(chunk), "--in-flight", str(in_flight)]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seen = server.max_in_flight
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -211,8 +220,8 @@ def main() -> None:
         lines.append(f"items lost          {c['lost']} (answers asked again after being stored: {c['paid_twice']})")
     if "load" in args.only:
         m = load(args.load_chunks, args.load_chunk, 256, 0.25)
-        lines.append(f"peak RSS under load {m['first_hwm']:.1f} MiB after {m['first_pairs']} pairs, {m['last_hwm']:.1f} MiB after "
-                     f"{m['last_pairs']} (256 in flight; server saw {m['max_in_flight']} at once)")
+        lines.append(f"peak RSS under load {m['first_hwm']:.1f} MiB after {m['first_pairs']} pairs, "
+                     f"{m['last_hwm']:.1f} MiB after {m['last_pairs']} (256 in flight; server saw {m['max_in_flight']} at once)")
     print("== summary")
     for line in lines:
         print(f"  {line}")

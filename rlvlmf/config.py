@@ -19,11 +19,15 @@ import json
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlvlmf.errors import ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -31,7 +35,7 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+def from_dict(cls: type[D], data: Mapping[str, Any]) -> D:
     """Build a (nested) dataclass config from ``to_dict`` output, validating every field.
 
     Raises:
@@ -139,7 +143,7 @@ def _did_you_mean(config: Any, key: str) -> str:
 
 
 def _set_path(config: Any, path: list[str], raw: str, full_key: str) -> Any:
-    if not dataclasses.is_dataclass(config):
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise ConfigError(f"{full_key!r}: {type(config).__name__} has no sub-fields")
     fields = {f.name: f for f in dataclasses.fields(config) if f.init}
     name = path[0]
@@ -170,44 +174,63 @@ def _parse_scalar(raw: str, hint: Any) -> Any:
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
+    """``value`` as the type ``hint`` names, recursively; ``ConfigError`` (naming ``where``) if it is not one."""
     members = _tagged_members(hint)
     if members is not None:
         return _coerce_tagged(members, value, where)
+    origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+        return _coerce_union(typing.get_args(hint), value, where)
     if origin is typing.Literal:
-        for allowed in args:
-            if value == allowed or str(value) == str(allowed):
-                return allowed
-        raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return _coerce_literal(typing.get_args(hint), value, where)
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, where) for v in value)
-        if origin is tuple and args:
-            if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(a, v, where) for a, v in zip(args, value))
-        return origin(value)
-    if dataclasses.is_dataclass(hint):
+        return _coerce_sequence(origin, typing.get_args(hint), value, where)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping for {hint.__name__}")
         return from_dict(hint, value)
+    return _coerce_scalar(hint, value, where)
+
+
+def _coerce_union(args: tuple[Any, ...], value: Any, where: str) -> Any:
+    """The first member type that takes ``value`` (``None`` only where the union allows it)."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(arg, value, where)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+
+
+def _coerce_literal(args: tuple[Any, ...], value: Any, where: str) -> Any:
+    for allowed in args:
+        if value == allowed or str(value) == str(allowed):
+            return allowed
+    raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+
+
+def _coerce_sequence(origin: type, args: tuple[Any, ...], value: Any, where: str) -> Any:
+    """A list, a homogeneous ``tuple[X, ...]`` or a fixed-length tuple, each item coerced."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if origin is tuple and args:
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+    return origin(value)
+
+
+def _coerce_scalar(hint: Any, value: Any, where: str) -> Any:
+    """bool, int, float and str from their JSON or command-line text forms; other types pass through."""
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -215,15 +238,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return value.lower() in {"true", "1", "yes", "on"}
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-        if not as_float.is_integer():
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(as_float)
+        return _coerce_int(value, where)
     if hint is float:
         try:
             return float(value)
@@ -234,6 +249,19 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected text, got {value!r}")
         return value
     return value
+
+
+def _coerce_int(value: Any, where: str) -> int:
+    """An integer, also from ``"3"`` or ``3.0``; never from a bool or ``3.5``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if not as_float.is_integer():
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return int(as_float)
 
 
 def parse_options(items: Iterable[str] | None) -> dict[str, Any]:

@@ -83,7 +83,9 @@ def _frame_images(directory: Path, width: int) -> str:
         except (OSError, ValueError):
             continue
         url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-        figures.append(f'<figure><img alt="{_e(path.stem)}" width="{width}" src="{url}"><figcaption>{_e(path.stem)}</figcaption></figure>')
+        figures.append(
+            f'<figure><img alt="{_e(path.stem)}" width="{width}" src="{url}"><figcaption>{_e(path.stem)}</figcaption></figure>'
+        )
     return f'<div class="frames">{"".join(figures)}</div>' if figures else ""
 
 

@@ -195,7 +195,9 @@ def _write_parquet(records: Iterable[dict[str, Any]], out: Path) -> int:
     pa = _pyarrow()
     rows = []
     for record in records:
-        record = dict(record, identity=json.dumps(record["identity"], sort_keys=True), meta=json.dumps(record["meta"], sort_keys=True))
+        record = dict(
+            record, identity=json.dumps(record["identity"], sort_keys=True), meta=json.dumps(record["meta"], sort_keys=True)
+        )
         for side in _SIDES:
             if f"{side}_frame_png" in record:
                 record[f"{side}_frame_png"] = base64.b64decode(record[f"{side}_frame_png"])

@@ -53,7 +53,7 @@ def agreement_by_gap_png(bins: Sequence[GapBin]) -> bytes:
     agreement = [np.nan if b.agreement is None else b.agreement for b in bins]
     axis.plot(x, agreement, "k-o", label="agreement (excl. no pref.)")
     for xi, b in zip(x, bins):
-        axis.text(xi, 1.02, f"n={b.total}", ha="center", va="bottom", fontsize=8)
+        axis.text(float(xi), 1.02, f"n={b.total}", ha="center", va="bottom", fontsize=8)
     axis.set_xticks(x, [f"{b.low:.3g}–{b.high:.3g}" for b in bins], rotation=30, ha="right", fontsize=8)
     axis.set_ylim(0, 1.12)
     axis.set_xlabel("ground-truth return gap |R1 - R2|")

@@ -55,7 +55,9 @@ from rlvlmf.utils.atomic import atomic_open
 
 OUTCOMES: tuple[str, ...] = (WRONG, ABSTAIN, FAILED, CORRECT, NO_GT)
 """Pair-list order and filters: the pairs most worth a look come first."""
-RELABEL_CSV_COLUMNS: tuple[str, ...] = ("key", "label", "note", "vlm_label", "gt_label", "outcome", "first_return", "second_return", "goal")
+RELABEL_CSV_COLUMNS: tuple[str, ...] = (
+    "key", "label", "note", "vlm_label", "gt_label", "outcome", "first_return", "second_return", "goal",
+)
 
 ThumbFormat = Literal["png", "jpeg"]
 SaliencyFn = Callable[[np.ndarray], np.ndarray]
@@ -174,7 +176,12 @@ def summary_dict(summary: StoreStats, bins: Sequence[GapBin], table: Mapping[int
         "abstains": summary.abstains,
         "outcomes": summary.outcomes,
         "agreement": summary.agreement,
-        "flips": {"both_orders": summary.flips.both_orders, "compared": summary.flips.compared, "flips": summary.flips.flips, "flip_rate": summary.flips.flip_rate},
+        "flips": {
+            "both_orders": summary.flips.both_orders,
+            "compared": summary.flips.compared,
+            "flips": summary.flips.flips,
+            "flip_rate": summary.flips.flip_rate,
+        },
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
         "cost_usd": summary.cost_usd,
@@ -198,14 +205,16 @@ h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-botto
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f2f2f2}td.l,th.l{text-align:left}
 .plots img{max-width:100%;margin-right:1em;vertical-align:top}
-.filters a{display:inline-block;margin:.2em .4em .2em 0;padding:.2em .6em;border:1px solid #888;border-radius:1em;text-decoration:none;color:#222}
+.filters a{display:inline-block;margin:.2em .4em .2em 0;padding:.2em .6em;
+border:1px solid #888;border-radius:1em;text-decoration:none;color:#222}
 .filter{display:block;height:0;overflow:hidden}
 .pair{border:1px solid #ccc;border-left:6px solid #ccc;margin:.6em 0;padding:.5em .8em;display:flex;flex-wrap:wrap;gap:1em}
 .pair.wrong{border-left-color:#c0392b;background:#fdf1f0}.pair.correct{border-left-color:#4c9a2a}
 .pair.abstain{border-left-color:#999}.pair.failed{border-left-color:#e67e22;background:#fff6ec}
 .frames{display:flex;gap:.5em}.frames figure{margin:0;text-align:center;font-size:.8em}
 .frames img{image-rendering:pixelated;border:1px solid #aaa;height:auto}
-.info{flex:1;min-width:320px;font-size:.9em}.info pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:.4em;margin:.2em 0;max-height:20em;overflow:auto}
+.info{flex:1;min-width:320px;font-size:.9em}
+.info pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:.4em;margin:.2em 0;max-height:20em;overflow:auto}
 .badge{display:inline-block;padding:0 .5em;border-radius:.6em;color:#fff;font-weight:bold;font-size:.85em}
 .badge.wrong{background:#c0392b}.badge.correct{background:#4c9a2a}.badge.abstain{background:#888}.badge.failed{background:#e67e22}.badge.no-gt{background:#5d7b9d}
 .key{font-family:monospace;font-size:.8em;color:#555}
@@ -251,13 +260,19 @@ def _summary_section(summary: StoreStats) -> str:
         ("cost-per-label", "cost per real label (USD)", _fmt(summary.cost_per_label, 5)),
     ]
     rows += [(f"latency-{name}", f"latency {name} (s)", f"{value:.3f}") for name, value in summary.latency_s.items()]
-    body = "".join(f'<tr><th class="l">{_e(label)}</th><td id="stat-{_e(ident)}">{_e(value)}</td></tr>' for ident, label, value in rows)
+    body = "".join(
+        f'<tr><th class="l">{_e(label)}</th><td id="stat-{_e(ident)}">{_e(value)}</td></tr>' for ident, label, value in rows
+    )
     extras = ""
-    for title, counts in (("abstain reasons", summary.abstains), ("rows per backend", summary.by_backend), ("rows per run", summary.by_run)):
+    tallies = (("abstain reasons", summary.abstains), ("rows per backend", summary.by_backend), ("rows per run", summary.by_run))
+    for title, counts in tallies:
         if counts:
             items = "".join(f'<tr><td class="l">{_e(name)}</td><td>{count}</td></tr>' for name, count in sorted(counts.items()))
             extras += f'<table><tr><th class="l">{_e(title)}</th><th>rows</th></tr>{items}</table>'
-    return f'<h2 id="summary">Summary</h2><div style="display:flex;gap:2em;flex-wrap:wrap"><table>{body}</table><div>{extras}</div></div>'
+    return (
+        '<h2 id="summary">Summary</h2><div style="display:flex;gap:2em;flex-wrap:wrap">'
+        f"<table>{body}</table><div>{extras}</div></div>"
+    )
 
 
 def _bins_section(bins: Sequence[GapBin], plot_url: str) -> str:
@@ -311,7 +326,8 @@ class _Thumbs:
 
 
 def _frame_figure(url: str | None, caption: str, digest: str, width: int) -> str:
-    image = f'<img alt="{_e(caption)}" width="{width}" src="{url}">' if url else '<div style="width:120px;height:80px;border:1px dashed #c00">frame missing</div>'
+    missing = '<div style="width:120px;height:80px;border:1px dashed #c00">frame missing</div>'
+    image = f'<img alt="{_e(caption)}" width="{width}" src="{url}">' if url else missing
     return f'<figure>{image}<figcaption>{_e(caption)} <span class="key">{_e(digest[:8])}</span></figcaption></figure>'
 
 
@@ -335,9 +351,12 @@ def _pair_card(row: StoredQuery, kind: str, thumbs: _Thumbs, human: StoredQuery 
         facts.append(f"abstain: {_e(row.abstain_reason)}")
     if human is not None:
         facts.append(f"<b>human label {_e(_label_name(int(human.label)))}</b>")
-    facts.append(f"{row.latency_s:.2f} s, ${row.cost_usd:.4f}, {row.input_tokens}+{row.output_tokens} tok, {row.attempts} attempt(s)")
+    facts.append(
+        f"{row.latency_s:.2f} s, ${row.cost_usd:.4f}, {row.input_tokens}+{row.output_tokens} tok, {row.attempts} attempt(s)"
+    )
     stages = "".join(
-        f"<details open><summary>stage {i} text</summary><pre>{_e(text)}</pre></details>" for i, text in enumerate(row.stages, start=1)
+        f"<details open><summary>stage {i} text</summary><pre>{_e(text)}</pre></details>"
+        for i, text in enumerate(row.stages, start=1)
     )
     if row.error:
         stages += f"<details open><summary>error</summary><pre>{_e(row.error)}</pre></details>"
@@ -345,7 +364,8 @@ def _pair_card(row: StoredQuery, kind: str, thumbs: _Thumbs, human: StoredQuery 
         stages += f"<details><summary>human note</summary><pre>{_e(human.stages[0])}</pre></details>"
     backend = f"{row.family}:{row.model}" if row.model else row.family
     meta = (
-        f"<details><summary>identity and meta</summary><pre>{_e(json.dumps({'identity': row.identity, 'meta': row.meta}, indent=1, sort_keys=True))}</pre></details>"
+        "<details><summary>identity and meta</summary>"
+        f"<pre>{_e(json.dumps({'identity': row.identity, 'meta': row.meta}, indent=1, sort_keys=True))}</pre></details>"
     )
     return (
         f'<div class="pair {kind}" id="q-{_e(row.key[:16])}"><div class="frames">{frames}</div><div class="info">'
@@ -355,15 +375,26 @@ def _pair_card(row: StoredQuery, kind: str, thumbs: _Thumbs, human: StoredQuery 
     )
 
 
-def _pairs_section(rows: Sequence[StoredQuery], kinds: Sequence[str], thumbs: _Thumbs, humans: Mapping[tuple[str, str, str], StoredQuery], max_pairs: int, csv_name: str) -> tuple[str, int]:
+def _pairs_section(
+    rows: Sequence[StoredQuery],
+    kinds: Sequence[str],
+    thumbs: _Thumbs,
+    humans: Mapping[tuple[str, str, str], StoredQuery],
+    max_pairs: int,
+    csv_name: str,
+) -> tuple[str, int]:
     order = sorted(range(len(rows)), key=lambda i: (OUTCOMES.index(kinds[i]), i))[:max_pairs]
     counts = {kind: sum(k == kind for k in kinds) for kind in OUTCOMES}
     filters = '<a href="#pairs">all</a>' + "".join(f'<a href="#show-{kind}">{kind} ({counts[kind]})</a>' for kind in OUTCOMES)
     anchors = "".join(f'<span class="filter" id="show-{kind}"></span>' for kind in OUTCOMES)
     cards = "".join(
-        _pair_card(rows[i], kinds[i], thumbs, humans.get((rows[i].goal, rows[i].first_frame, rows[i].second_frame))) for i in order
+        _pair_card(rows[i], kinds[i], thumbs, humans.get((rows[i].goal, rows[i].first_frame, rows[i].second_frame)))
+        for i in order
     )
-    note = f"Showing {len(order)} of {len(rows)} pairs (wrong first)." if len(order) < len(rows) else f"All {len(rows)} pairs, wrong first."
+    if len(order) < len(rows):
+        note = f"Showing {len(order)} of {len(rows)} pairs (wrong first)."
+    else:
+        note = f"All {len(rows)} pairs, wrong first."
     search = (
         '<div id="search-box" hidden><input id="search" placeholder="filter by text (key, answer, label…)" size="40"> '
         '<button id="download" type="button">download selected as CSV</button></div>'
@@ -395,7 +426,10 @@ def _saliency_section(rows: Sequence[StoredQuery], store: QueryStore, saliency: 
         f'<figure><img alt="saliency" src="{_data_url(encode_png(o))}"><figcaption class="key">{_e(d[:8])}</figcaption></figure>'
         for o, d in zip(overlays, digests)
     )
-    return f'<h2 id="saliency">Reward saliency</h2><p>Where the reward model looks, on sample frames of the listed pairs.</p><div class="frames">{figures}</div>'
+    return (
+        '<h2 id="saliency">Reward saliency</h2>'
+        f'<p>Where the reward model looks, on sample frames of the listed pairs.</p><div class="frames">{figures}</div>'
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -409,7 +443,9 @@ def select_rows(store: QueryStore, config: AuditConfig) -> list[StoredQuery]:
     return rows
 
 
-def write_relabel_template(path: str | os.PathLike[str], rows: Sequence[StoredQuery], kinds: Sequence[str], outcomes: Sequence[str]) -> int:
+def write_relabel_template(
+    path: str | os.PathLike[str], rows: Sequence[StoredQuery], kinds: Sequence[str], outcomes: Sequence[str]
+) -> int:
     """Write a relabelling CSV (``RELABEL_CSV_COLUMNS``, label left blank) of rows with the given outcomes.
 
     Returns:
@@ -475,13 +511,15 @@ def write_audit_report(
     relabel_rows = write_relabel_template(csv_path, rows, kinds, config.relabel_outcomes)
 
     humans = human_labels(store, config.run_id)
-    pairs_html, listed = _pairs_section(rows, kinds, _Thumbs(store, config.thumb_size, config.thumb_format), humans, config.max_pairs, f"{files_dir.name}/relabel.csv")
+    thumbs = _Thumbs(store, config.thumb_size, config.thumb_format)
+    pairs_html, listed = _pairs_section(rows, kinds, thumbs, humans, config.max_pairs, f"{files_dir.name}/relabel.csv")
     title = f"rlvlmf query audit: {store.root}" + (f" run {config.run_id}" if config.run_id else "")
     codegen_html = codegen_section(store.root, config.thumb_size)
     body = "".join(
         [
             f"<h1>{_e(title)}</h1>",
-            '<nav><a href="#summary">summary</a> · <a href="#agreement">agreement by gap</a> · <a href="#confusion">confusion</a> · '
+            '<nav><a href="#summary">summary</a> · <a href="#agreement">agreement by gap</a> · '
+            '<a href="#confusion">confusion</a> · '
             + ('<a href="#codegen">code generation</a> · ' if codegen_html else "")
             + '<a href="#pairs">pairs</a></nav>',
             _summary_section(summary),

@@ -33,9 +33,16 @@ def register_audit(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", metavar="NAME", help="only this run id")
     parser.add_argument("--labeler", metavar="NAME", help="only this labeler (default: all but human)")
     parser.add_argument("--out", default="audit.html", metavar="PATH", help="HTML file to write (default: %(default)s)")
-    parser.add_argument("--max-pairs", type=int, default=500, metavar="N", help="list at most N pairs, wrong first (default: %(default)s)")
-    parser.add_argument("--thumb-size", type=int, default=160, metavar="PX", help="longest side of frame thumbnails (default: %(default)s)")
-    parser.add_argument("--thumb-format", choices=("png", "jpeg"), default="jpeg", help="thumbnail encoding: jpeg (about 10x smaller files) or png (exact pixels) (default: %(default)s)")
+    parser.add_argument(
+        "--max-pairs", type=int, default=500, metavar="N", help="list at most N pairs, wrong first (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--thumb-size", type=int, default=160, metavar="PX", help="longest side of frame thumbnails (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--thumb-format", choices=("png", "jpeg"), default="jpeg",
+        help="thumbnail encoding: jpeg (about 10x smaller files) or png (exact pixels) (default: %(default)s)"
+    )
     parser.add_argument("--bins", type=int, default=5, metavar="N", help="ground-truth gap bins (default: %(default)s)")
     parser.add_argument("--model", metavar="PATH", help="reward model: show saliency overlays of sample frames")
     parser.add_argument("--saliency-frames", type=int, default=6, metavar="N", help="frames with overlays (default: %(default)s)")
@@ -132,7 +139,10 @@ def run_import(args: argparse.Namespace) -> int:
 
     with QueryStore(args.store) as store:
         result = import_file(store, Path(args.path), replace=args.replace)
-    print(f"imported {result.written} queries ({result.kept} already in the store kept, {result.frames} new frames) into {args.store}")
+    print(
+        f"imported {result.written} queries ({result.kept} already in the store kept, {result.frames} new frames) "
+        f"into {args.store}"
+    )
     return 0
 
 

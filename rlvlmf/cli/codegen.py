@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from rlvlmf.feedback.chat import ChatBackend
 from rlvlmf.feedback.registry import make_backend
 from rlvlmf.feedback.store import DEFAULT_STORE_DIR
 
+if TYPE_CHECKING:
+    import gymnasium as gym
+
 log = logging.getLogger(__name__)
 
 
@@ -42,20 +45,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
     parser.add_argument("--preset", required=True, metavar="NAME", help="env preset or family spec (rlvlmf envs lists them)")
-    parser.add_argument("--backend", required=True, metavar="SPEC", help="chat backend, e.g. openai:gpt-4o or gemini:gemini-2.5-flash")
+    parser.add_argument(
+        "--backend", required=True, metavar="SPEC", help="chat backend, e.g. openai:gpt-4o or gemini:gemini-2.5-flash"
+    )
     parser.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="backend option (repeatable)")
     parser.add_argument("--out", metavar="FILE", help="write the verified program here as JSON")
-    parser.add_argument("--store", default=DEFAULT_STORE_DIR, metavar="DIR", help="store root; records go to DIR/codegen (default: %(default)s)")
-    parser.add_argument("--max-attempts", type=int, default=3, metavar="K", help="replies asked for, first included (default: %(default)s)")
+    parser.add_argument(
+        "--store", default=DEFAULT_STORE_DIR, metavar="DIR", help="store root; records go to DIR/codegen (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, default=3, metavar="K", help="replies asked for, first included (default: %(default)s)"
+    )
     parser.add_argument("--max-tokens", type=int, default=4096, metavar="N", help="token limit per reply (default: %(default)s)")
     parser.add_argument("--success-trajs", metavar="FILE.npz", help="successful episodes: (T, obs_dim) or (E, T, obs_dim) arrays")
-    parser.add_argument("--success-episodes", type=int, default=10, metavar="N", help="expert/random episodes to roll out for successes (default: %(default)s)")
-    parser.add_argument("--random-episodes", type=int, default=20, metavar="N", help="random-policy episodes for the 'rarely fires' check (default: %(default)s)")
+    parser.add_argument(
+        "--success-episodes", type=int, default=10, metavar="N",
+        help="expert/random episodes to roll out for successes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--random-episodes", type=int, default=20, metavar="N",
+        help="random-policy episodes for the 'rarely fires' check (default: %(default)s)"
+    )
     parser.add_argument("--episode-steps", type=int, metavar="T", help="cap on episode length (default: the preset's)")
-    parser.add_argument("--min-success-fire", type=float, default=0.9, metavar="P", help="each function must fire on this fraction of successes (default: %(default)s)")
-    parser.add_argument("--max-random-fire", type=float, default=0.1, metavar="P", help="the goal may fire on at most this fraction of random episodes (default: %(default)s)")
-    parser.add_argument("--max-random-fire-subgoal", type=float, default=0.5, metavar="P", help="the same for sub-goals (default: %(default)s)")
-    parser.add_argument("--timeout-s", type=float, default=1.0, metavar="S", help="sandbox time limit per call (default: %(default)s)")
+    parser.add_argument(
+        "--min-success-fire", type=float, default=0.9, metavar="P",
+        help="each function must fire on this fraction of successes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-random-fire", type=float, default=0.1, metavar="P",
+        help="the goal may fire on at most this fraction of random episodes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-random-fire-subgoal", type=float, default=0.5, metavar="P", help="the same for sub-goals (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--timeout-s", type=float, default=1.0, metavar="S", help="sandbox time limit per call (default: %(default)s)"
+    )
     parser.add_argument("--memory-mb", type=int, default=1024, metavar="MB", help="sandbox memory limit (default: %(default)s)")
     parser.add_argument("--no-frames", action="store_true", help="send no example frames (text-only models)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rollouts (default: %(default)s)")
@@ -111,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no code passed verification in {len(result.attempts)} attempts")
         return 1
     if args.out:
-        Path(args.out).write_text(json.dumps({"passed": True, "session_id": result.session_id, "program": asdict(result.program)}, indent=2))
+        verified = {"passed": True, "session_id": result.session_id, "program": asdict(result.program)}
+        Path(args.out).write_text(json.dumps(verified, indent=2))
         print(f"verified program: {args.out}")
     print(f"functions: {', '.join(result.program.function_names)}; train with --reward code:{args.out or result.session_id}")
     return 0
@@ -126,22 +152,22 @@ async def _generate(backend: ChatBackend, *args: Any, **kwargs: Any) -> CodegenR
 
 
 def _successes(
-    args: argparse.Namespace, env: object, rng: np.random.Generator, randoms: list[Episode]
+    args: argparse.Namespace, env: gym.Env, rng: np.random.Generator, randoms: list[Episode]
 ) -> tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
     """Successful episodes and (start, goal) frames, from the best source available."""
     if args.success_trajs:
         return load_trajectories(args.success_trajs), None
-    preset = env.get_wrapper_attr("preset")  # type: ignore[attr-defined]
-    family_spec = env.get_wrapper_attr("family_spec")  # type: ignore[attr-defined]
+    preset = env.get_wrapper_attr("preset")
+    family_spec = env.get_wrapper_attr("family_spec")
     family, _, name = family_spec.partition(":")
     render = not args.no_frames
     if family == "metaworld":
-        episodes = collect(env, metaworld_expert(name), args.success_episodes, rng, args.episode_steps, render)  # type: ignore[arg-type]
+        episodes = collect(env, metaworld_expert(name), args.success_episodes, rng, args.episode_steps, render)
         source = "MetaWorld's scripted policy"
     else:
         episodes = [e for e in randoms if e.success_step is not None]
         if len(episodes) < args.success_episodes:
-            episodes += collect(env, random_policy(env), args.success_episodes, rng, args.episode_steps, render)  # type: ignore[arg-type]
+            episodes += collect(env, random_policy(env), args.success_episodes, rng, args.episode_steps, render)
         source = "a random policy"
     won = [e for e in episodes if e.success_step is not None]
     if not won:
@@ -150,6 +176,7 @@ def _successes(
             f"{source} reached success in none of {len(episodes)} episodes of {where} (or the env reports no "
             "info['success']); give --success-trajs FILE.npz with episodes of a scripted policy or a checkpoint"
         )
-    framed = next((e for e in won if e.start_frame is not None and e.success_frame is not None), None)
-    frames = (framed.start_frame, framed.success_frame) if framed is not None else None
+    frames = next(
+        ((e.start_frame, e.success_frame) for e in won if e.start_frame is not None and e.success_frame is not None), None
+    )
     return [e.obs for e in won], frames

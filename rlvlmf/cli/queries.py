@@ -49,11 +49,14 @@ def register_ask(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--offline", action="store_true", help="answer from the store only (misses fail)")
     parser.add_argument("--run", metavar="NAME", help="run id the answers are billed to (budgets count it)")
     parser.add_argument("--both-orders", action="store_true", help="ask each pair in both orders; disagreement = -1")
-    parser.add_argument("--max-in-flight", type=int, default=4, metavar="N", help="concurrent backend calls (default: %(default)s)")
+    parser.add_argument(
+        "--max-in-flight", type=int, default=4, metavar="N", help="concurrent backend calls (default: %(default)s)"
+    )
     parser.add_argument("--max-queries", type=int, metavar="N", help="stop after N backend queries in this run")
     parser.add_argument("--max-cost-usd", type=float, metavar="USD", help="stop once the run's estimated cost reaches this")
     parser.add_argument(
-        "-o", "--option", action="append", metavar="KEY=VALUE", help="backend option (repeatable), e.g. -o temperature=0 -o seed=1"
+        "-o", "--option", action="append", metavar="KEY=VALUE",
+        help="backend option (repeatable), e.g. -o temperature=0 -o seed=1",
     )
     parser.add_argument("images", nargs="+", metavar="PNG", help="frames, two per pair")
     parser.set_defaults(func=run_ask)

@@ -125,35 +125,46 @@ def check_source(code: str) -> str | None:
     except SyntaxError as exc:
         return f"syntax error: {exc.msg} (line {exc.lineno})"
     for node in ast.walk(tree):
-        for kind, what in FORBIDDEN_NODES.items():
-            if isinstance(node, kind):
-                return f"{what} are not allowed (line {node.lineno})"
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                reason = _check_module(alias.name)
-                if reason:
-                    return reason
-        elif isinstance(node, ast.ImportFrom):
-            if node.level or not node.module:
-                return "forbidden relative import"
-            reason = _check_module(node.module)
+        reason = _check_node(node)
+        if reason:
+            return reason
+    return None
+
+
+def _check_node(node: ast.AST) -> str | None:
+    """The policy violation of one syntax node, or ``None``."""
+    for kind, what in FORBIDDEN_NODES.items():
+        if isinstance(node, kind):
+            return f"{what} are not allowed (line {getattr(node, 'lineno', '?')})"
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            reason = _check_module(alias.name)
             if reason:
                 return reason
-            for alias in node.names:
-                if alias.name == "*":
-                    return f"forbidden star import from {node.module}"
-                if alias.name.startswith("_") or alias.name in FORBIDDEN_ATTRIBUTES:
-                    return f"forbidden import {node.module}.{alias.name}"
-        elif isinstance(node, ast.Attribute):
-            if node.attr.startswith("_") or node.attr in FORBIDDEN_ATTRIBUTES:
-                return f"forbidden attribute {node.attr} (line {node.lineno})"
-            if node.attr in ("format", "format_map"):
-                reason = _check_format(node)
-                if reason:
-                    return reason
-        elif isinstance(node, ast.Name):
-            if node.id.startswith("__") or node.id in FORBIDDEN_NAMES:
-                return f"forbidden name {node.id} (line {node.lineno})"
+    elif isinstance(node, ast.ImportFrom):
+        return _check_import_from(node)
+    elif isinstance(node, ast.Attribute):
+        if node.attr.startswith("_") or node.attr in FORBIDDEN_ATTRIBUTES:
+            return f"forbidden attribute {node.attr} (line {node.lineno})"
+        if node.attr in ("format", "format_map"):
+            return _check_format(node)
+    elif isinstance(node, ast.Name):
+        if node.id.startswith("__") or node.id in FORBIDDEN_NAMES:
+            return f"forbidden name {node.id} (line {node.lineno})"
+    return None
+
+
+def _check_import_from(node: ast.ImportFrom) -> str | None:
+    if node.level or not node.module:
+        return "forbidden relative import"
+    reason = _check_module(node.module)
+    if reason:
+        return reason
+    for alias in node.names:
+        if alias.name == "*":
+            return f"forbidden star import from {node.module}"
+        if alias.name.startswith("_") or alias.name in FORBIDDEN_ATTRIBUTES:
+            return f"forbidden import {node.module}.{alias.name}"
     return None
 
 
@@ -360,6 +371,7 @@ def main(numpy_root: str, limits: dict) -> None:  # noqa: C901 - one linear set-
         if violations:
             reason = f"forbidden operation {violations[0]}"
         if reason is None:
+            assert result is not None  # the call returned: every failure above sets a reason
             n = obs.shape[0]
             if result.dtype.kind not in "biuf":
                 reason = f"returned dtype {result.dtype}, expected bool or float"

@@ -57,7 +57,7 @@ def rollout(env: gym.Env, policy: Policy, seed: int, max_steps: int | None = Non
     obs, _ = env.reset(seed=seed)
     env.action_space.seed(seed)
     observations = [np.asarray(obs, dtype=np.float64)]
-    start = env.render() if render else None
+    start = np.asarray(env.render()) if render else None
     success_step: int | None = None
     success_frame = None
     step = 0
@@ -67,7 +67,7 @@ def rollout(env: gym.Env, policy: Policy, seed: int, max_steps: int | None = Non
         observations.append(np.asarray(obs, dtype=np.float64))
         if success_step is None and info.get("success"):
             success_step = step
-            success_frame = env.render() if render else None
+            success_frame = np.asarray(env.render()) if render else None
         if terminated or truncated:
             break
     return Episode(np.stack(observations), success_step, start, success_frame)

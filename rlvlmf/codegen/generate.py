@@ -173,7 +173,9 @@ async def agenerate_reward_code(
     new_messages: list[ChatMessage] = list(messages)
     for index in range(1, config.max_attempts + 1):
         reply, latency = await _chat(backend, messages, config)
-        attempt = Attempt(index, reply.text, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, latency_s=latency)
+        attempt = Attempt(
+            index, reply.text, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, latency_s=latency
+        )
         try:
             if reply.refusal:
                 raise CodeExtractionError(f"the model gave no answer ({reply.refusal})")
@@ -186,7 +188,8 @@ async def agenerate_reward_code(
             attempt.error = str(exc)
             program = None
         attempts.append(attempt)
-        log.info("codegen attempt %d/%d: %s", index, config.max_attempts, "passed" if attempt.passed else "; ".join(attempt.failures()))
+        outcome = "passed" if attempt.passed else "; ".join(attempt.failures())
+        log.info("codegen attempt %d/%d: %s", index, config.max_attempts, outcome)
         if recorder is not None:
             recorder.save(f"attempt-{index:02d}", _attempt_record(attempt, new_messages, reply, recorder))
         if attempt.passed:

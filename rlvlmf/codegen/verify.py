@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -133,11 +134,11 @@ def verify(
     dims = {t.shape[1] for t in success + randoms if t.ndim == 2}
     if len(dims) != 1 or any(t.ndim != 2 or len(t) == 0 for t in success + randoms):
         raise ConfigError("episodes must be non-empty (T, obs_dim) arrays with one obs_dim")
-    counts = {"n_success": len(success), "n_random": len(randoms)}
+    make_report = partial(VerificationReport, n_success=len(success), n_random=len(randoms))
     try:
         program = parse_program(code) if isinstance(code, str) else code
     except CodeExtractionError as exc:
-        return VerificationReport(load_error=str(exc), **counts)
+        return make_report(load_error=str(exc))
     try:
         with Sandbox(program.code, program.function_names, limits) as box:
             reports = tuple(
@@ -145,8 +146,8 @@ def verify(
                 for name in program.function_names
             )
     except SandboxRejected as exc:
-        return VerificationReport(load_error=exc.reason, **counts)
-    return VerificationReport(functions=reports, **counts)
+        return make_report(load_error=exc.reason)
+    return make_report(functions=reports)
 
 
 def _check_function(

@@ -64,7 +64,7 @@ def _is_mujoco_env(env_id: str) -> bool:
 
     entry_point = gym.spec(env_id).entry_point
     # A user's registration may give the class itself rather than a "module:Class" string.
-    creator = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
+    creator = gym.envs.registration.load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
     return isinstance(creator, type) and issubclass(creator, MujocoEnv)
 
 

@@ -91,7 +91,8 @@ class MetaWorldEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode; with ``random_init`` a seed fixes the drawn positions."""
         if seed is not None:
-            self.env.unwrapped.seed(seed)
+            task_env: Any = self.env.unwrapped  # MetaWorld's own env: it has seed(), gym's Env type does not
+            task_env.seed(seed)
         obs, info = self.env.reset(options=options)
         return obs.astype(np.float32), info
 
@@ -104,6 +105,7 @@ class MetaWorldEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def render(self) -> np.ndarray:
         """``(height, width, 3)`` uint8 frame, turned upright if the camera is upside down."""
         frame = self.env.render()
+        assert isinstance(frame, np.ndarray)  # make_metaworld_env builds the env with render_mode="rgb_array"
         return np.ascontiguousarray(frame[::-1, ::-1]) if self._flip else frame
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 from rlvlmf.envs.frames import Crop
 from rlvlmf.envs.metaworld_envs import OBSERVATION_DOC as METAWORLD_OBSERVATION_DOC
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass(frozen=True)
@@ -99,11 +103,20 @@ _PENDULUM_DOC = "\n".join(
     ]
 )
 
-_METAWORLD_FRAMES = dict(width=480, height=480, vlm_frame_size=300, reward_frame_size=64)
+class _FrameSizes(TypedDict, total=False):
+    """The frame-size fields of a ``Preset`` a helper below may set (the rest keep its defaults)."""
+
+    width: int
+    height: int
+    vlm_frame_size: int
+    reward_frame_size: int
+
+
+_METAWORLD_FRAMES = _FrameSizes(width=480, height=480, vlm_frame_size=300, reward_frame_size=64)
 
 
 def _dmc(name: str, *, goal: str, positive_phrases: tuple[str, ...], negative_phrases: tuple[str, ...],
-         observation_doc: str, camera: str, **frames: int) -> Preset:
+         observation_doc: str, camera: str, **frames: Unpack[_FrameSizes]) -> Preset:
     """A dm_control suite preset: ``dmc:<name>``, 1000-step episodes, the given camera."""
     task = TaskDescription(name=name, goal=goal, positive_phrases=positive_phrases,
                            negative_phrases=negative_phrases, observation_doc=observation_doc)

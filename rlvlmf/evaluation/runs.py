@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from rlvlmf.errors import ConfigError, UserError
+from rlvlmf.evaluation.sweep import MANIFEST_NAME, method_label, read_manifest
 from rlvlmf.training.config import read_reward
 from rlvlmf.training.run_files import RunFiles
-from rlvlmf.evaluation.sweep import MANIFEST_NAME, method_label, read_manifest
 
 
 @dataclass(frozen=True)

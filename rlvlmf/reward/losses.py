@@ -41,7 +41,9 @@ def bradley_terry_loss(returns_first: torch.Tensor, returns_second: torch.Tensor
     return per_pair.mean(dim=-1).sum()
 
 
-def correct_and_counted(returns_first: torch.Tensor, returns_second: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+def correct_and_counted(
+    returns_first: torch.Tensor, returns_second: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     """Number of correctly ordered pairs among those with a preference.
 
     Args:

@@ -97,7 +97,7 @@ class PreferenceDataset:
         ids = np.full(n, -1, np.int64) if query_ids is None else np.asarray(query_ids)
         if gt.shape != (n,) or ids.shape != (n,):
             raise ValueError(f"gt_labels and query_ids must have shape ({n},), got {gt.shape} and {ids.shape}")
-        rows = {
+        rows: dict[str, np.ndarray] = {
             "labels": labels.astype(np.int8),
             "gt_labels": gt.astype(np.int8),
             "query_ids": ids.astype(np.int64),
@@ -106,7 +106,9 @@ class PreferenceDataset:
         for side, inputs in (("first", first), ("second", second)):
             if inputs.frames is not None:
                 if inputs.frames.dtype != np.uint8 or inputs.frames.ndim != 5 or inputs.frames.shape[0] != n:
-                    raise ValueError(f"{side}.frames must be (N, T, S, S, 3) uint8 with N={n}, got {inputs.frames.shape} {inputs.frames.dtype}")
+                    raise ValueError(
+                        f"{side}.frames must be (N, T, S, S, 3) uint8 with N={n}, got {inputs.frames.shape} {inputs.frames.dtype}"
+                    )
                 rows[f"{side}_frames"] = inputs.frames
             if inputs.states is not None:
                 if inputs.states.ndim != 3 or inputs.states.shape[0] != n:

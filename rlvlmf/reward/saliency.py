@@ -17,17 +17,19 @@ Two kinds of map, both ``(N, H, W)`` in ``[0, 1]`` at the frame's resolution:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from rlvlmf.errors import UserError
 from rlvlmf.reward.nets import FLSConvEncoder, preprocess_frames
+
+if TYPE_CHECKING:
+    from rlvlmf.reward.ensemble import RewardEnsemble
 
 SaliencyMethod = Literal["auto", "gradient", "fls"]
 
@@ -75,6 +77,7 @@ def gradient_saliency(
         noisy.requires_grad_(True)
         with torch.enable_grad():
             reward_fn(noisy).sum().backward()
+        assert noisy.grad is not None  # backward() just filled it: noisy requires grad
         total += noisy.grad.abs().amax(dim=1)
     return _normalise(total / samples)
 
@@ -91,7 +94,7 @@ def fls_saliency(encoder: FLSConvEncoder, images: torch.Tensor) -> np.ndarray:
     """
     with torch.no_grad():
         _, weights = encoder.attend(images)
-        maps = project_to_pixels(weights, encoder.receptive_field, tuple(images.shape[-2:]))
+        maps = project_to_pixels(weights, encoder.receptive_field, (images.shape[-2], images.shape[-1]))
     return _normalise(maps[:, 0])
 
 
@@ -132,7 +135,7 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BILINEAR)) for f in frames])
 
 
-def reward_model_saliency(model: nn.Module, frames: np.ndarray, method: SaliencyMethod = "auto") -> np.ndarray:
+def reward_model_saliency(model: RewardEnsemble, frames: np.ndarray, method: SaliencyMethod = "auto") -> np.ndarray:
     """Saliency of a reward ensemble (``rlvlmf.reward.ensemble.RewardEnsemble``) on frames.
 
     Maps of the members are averaged: the ensemble's reward is their mean.
@@ -153,7 +156,9 @@ def reward_model_saliency(model: nn.Module, frames: np.ndarray, method: Saliency
     config = model.config
     if config.input != "image":
         raise UserError(f"saliency maps need an image-only reward model; this one reads {config.input!r} inputs")
-    has_fls = all(isinstance(member.encoder, FLSConvEncoder) for member in model.members)
+    encoders = [member.encoder for member in model.members]
+    fls_encoders = [encoder for encoder in encoders if isinstance(encoder, FLSConvEncoder)]
+    has_fls = len(fls_encoders) == len(encoders)
     if method == "auto":
         method = "fls" if has_fls else "gradient"
     if method not in ("fls", "gradient"):
@@ -163,7 +168,7 @@ def reward_model_saliency(model: nn.Module, frames: np.ndarray, method: Saliency
     images = preprocess_frames(torch.from_numpy(np.ascontiguousarray(frames)))
     model.eval()
     if method == "fls":
-        return np.mean([fls_saliency(member.encoder, images) for member in model.members], axis=0)
+        return np.mean([fls_saliency(encoder, images) for encoder in fls_encoders], axis=0)
 
     def ensemble_reward(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([member(x, None) for member in model.members]).mean(dim=0)
@@ -193,7 +198,7 @@ def overlay(frame: np.ndarray, saliency: np.ndarray, alpha: float = 0.5, colorma
     return image.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else image
 
 
-def overlay_fn(model: nn.Module, method: SaliencyMethod = "auto", scale: int = 2) -> Callable[[np.ndarray], np.ndarray]:
+def overlay_fn(model: RewardEnsemble, method: SaliencyMethod = "auto", scale: int = 2) -> Callable[[np.ndarray], np.ndarray]:
     """A function from ``(N, H, W, 3)`` uint8 frames of any size to their saliency overlays.
 
     Frames are resized to the model's ``frame_size`` first; for the audit report.

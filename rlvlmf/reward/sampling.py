@@ -79,7 +79,9 @@ def sample_segments(episodes: Sequence[np.ndarray], count: int, segment_length: 
 
 def candidate_pairs(episodes: Sequence[np.ndarray], count: int, segment_length: int, rng: np.random.Generator) -> SegmentPairs:
     """``count`` pairs of independently drawn segments (identical ones not yet removed)."""
-    return SegmentPairs(sample_segments(episodes, count, segment_length, rng), sample_segments(episodes, count, segment_length, rng))
+    return SegmentPairs(
+        sample_segments(episodes, count, segment_length, rng), sample_segments(episodes, count, segment_length, rng)
+    )
 
 
 def drop_identical(pairs: SegmentPairs, frames: np.ndarray | None = None) -> SegmentPairs:
@@ -132,7 +134,12 @@ def entropy_scores(returns_first: np.ndarray, returns_second: np.ndarray) -> np.
 
 
 def _distinct_candidates(
-    episodes: Sequence[np.ndarray], count: int, segment_length: int, rng: np.random.Generator, frames: np.ndarray | None, max_draws: int = 10
+    episodes: Sequence[np.ndarray],
+    count: int,
+    segment_length: int,
+    rng: np.random.Generator,
+    frames: np.ndarray | None,
+    max_draws: int = 10,
 ) -> SegmentPairs:
     """Up to ``count`` non-identical candidate pairs, drawing again while some were dropped."""
     kept: list[SegmentPairs] = []

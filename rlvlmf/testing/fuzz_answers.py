@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from rlvlmf.feedback.base import Label
 from rlvlmf.feedback.parsing import CONTRADICTORY, UNPARSEABLE
+
+T = TypeVar("T")
 
 Segment = str | bytes
 """Text, or raw bytes that go into the wire body as they are (possibly not UTF-8)."""
@@ -138,7 +141,9 @@ HTML = (
     "<!-- 1 --><p>see below</p>",
     "<div>Answer: <b>1</b></div>",
 )
-INVALID_UTF8 = (b"\xff", b"\xfe\xfe", b"\xc3\x28", b"\xa0\xa1", b"\xe2\x82", b"\xf0\x28\x8c\xbc", b"\xf8\xa1\xa1\xa1\xa1", b"\xc0\xaf")
+INVALID_UTF8 = (
+    b"\xff", b"\xfe\xfe", b"\xc3\x28", b"\xa0\xa1", b"\xe2\x82", b"\xf0\x28\x8c\xbc", b"\xf8\xa1\xa1\xa1\xa1", b"\xc0\xaf",
+)
 SURROGATES = ("\ud800", "\udfff", "\ud83d", "\udc00x\ud800")
 WRONG_JSON = (
     '{"answer": "maybe"}', '{"answer": true}', '{"answer": 2}', '{"answer": null}', '{"answer": ["1"]}',
@@ -155,7 +160,7 @@ def _random_unicode(rng: np.random.Generator, n: int) -> str:
     """Random printable-ish characters from many scripts; never a line break or surrogate."""
     ranges = ((0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF), (0x900, 0x97F),
               (0x2000, 0x206F), (0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xFF00, 0xFFEF), (0x1F300, 0x1FAFF), (0x300, 0x36F))
-    chars = []
+    chars: list[str] = []
     while len(chars) < n:
         lo, hi = ranges[rng.integers(len(ranges))]
         ch = chr(int(rng.integers(lo, hi + 1)))
@@ -177,17 +182,17 @@ class AnswerFuzzer:
         self.huge_every = huge_every
         self._count = 0
 
-    def _pick(self, items: tuple) -> object:
+    def _pick(self, items: Sequence[T]) -> T:
         return items[int(self.rng.integers(len(items)))]
 
     def _value(self) -> Label:
-        return self._pick((Label.FIRST, Label.SECOND, Label.NONE))  # type: ignore[return-value]
+        return self._pick((Label.FIRST, Label.SECOND, Label.NONE))
 
     def noise_line(self, kind: str = "any") -> tuple[Segment, ...]:
         """One line that is never a label, as segments."""
         rng = self.rng
         if kind == "any":
-            kind = self._pick(("prose", "injection", "html", "unicode"))  # type: ignore[assignment]
+            kind = self._pick(("prose", "injection", "html", "unicode"))
         word = self._pick(_NOISE_WORDS)
         if kind == "prose":
             return (str(self._pick(PROSE)),)
@@ -196,7 +201,9 @@ class AnswerFuzzer:
         if kind == "html":
             return (str(self._pick(HTML)),)
         if kind == "invalid-utf8":
-            return (f"{word} ", self._pick(INVALID_UTF8), _random_unicode(rng, int(rng.integers(0, 20))), self._pick(INVALID_UTF8))  # type: ignore[return-value]
+            return (
+                f"{word} ", self._pick(INVALID_UTF8), _random_unicode(rng, int(rng.integers(0, 20))), self._pick(INVALID_UTF8)
+            )
         if kind == "surrogates":
             return (f"{word} {self._pick(SURROGATES)}{_random_unicode(rng, int(rng.integers(0, 20)))}{self._pick(SURROGATES)}",)
         return (f"{word} {_random_unicode(rng, int(rng.integers(1, 60)))}",)
@@ -213,9 +220,9 @@ class AnswerFuzzer:
         for value, place in sorted(zip(values, places), key=lambda vp: vp[1] != "middle"):
             v = _VALUES[value]
             if place == "middle":
-                lines.insert(int(rng.integers(0, len(lines) + 1)), (self._pick(_ANSWER_FORMS)(v),))  # type: ignore[operator]
+                lines.insert(int(rng.integers(0, len(lines) + 1)), (self._pick(_ANSWER_FORMS)(v),))
             else:
-                form = self._pick(_LINE_FORMS + _ANSWER_FORMS)(v)  # type: ignore[operator]
+                form = self._pick(_LINE_FORMS + _ANSWER_FORMS)(v)
                 if place == "first":
                     lines.insert(0, (form,))
                 else:
@@ -233,10 +240,10 @@ class AnswerFuzzer:
         if kind == "clear":
             shape = int(rng.integers(4))
             if shape == 0:
-                text = self._pick(_LINE_FORMS + _ANSWER_FORMS)(_VALUES[value])  # type: ignore[operator]
+                text = self._pick(_LINE_FORMS + _ANSWER_FORMS)(_VALUES[value])
                 return FuzzAnswer(kind, (text,), value, None)
             if shape == 1:
-                return FuzzAnswer(kind, (self._pick(_WHOLE_FORMS)(_VALUES[value]),), value, None)  # type: ignore[operator]
+                return FuzzAnswer(kind, (self._pick(_WHOLE_FORMS)(_VALUES[value]),), value, None)
             repeats = [value] * int(rng.integers(1, 3))
             return FuzzAnswer(kind, self._with_labels(kind, repeats, "any"), value, None)
         if kind == "empty":
@@ -250,7 +257,7 @@ class AnswerFuzzer:
             if rng.random() < 0.2:
                 key = self._pick(("label", "choice", "result"))
                 return FuzzAnswer(kind, (f'{{"answer": "{_VALUES[value]}", "{key}": "{_VALUES[other]}"}}',), None, CONTRADICTORY)
-            return FuzzAnswer(kind, self._with_labels(kind, [value, other], "any"), None, CONTRADICTORY)  # type: ignore[list-item]
+            return FuzzAnswer(kind, self._with_labels(kind, [value, other], "any"), None, CONTRADICTORY)
         noise = {"invalid-utf8": "invalid-utf8", "surrogates": "surrogates", "injection": "injection", "html": "html"}[kind]
         if labelled:
             return FuzzAnswer(kind, self._with_labels(kind, [value], noise), value, None)
@@ -265,7 +272,7 @@ class AnswerFuzzer:
         line = "noise " + _random_unicode(rng, 150)
         body = "\n".join([line] * (MEGABYTE // len(line.encode()) + 1))
         if labelled and shape == 1:
-            return FuzzAnswer("huge", (body + "\n" + self._pick(_ANSWER_FORMS)(_VALUES[value]),), value, None)  # type: ignore[operator]
+            return FuzzAnswer("huge", (body + "\n" + self._pick(_ANSWER_FORMS)(_VALUES[value]),), value, None)
         return FuzzAnswer("huge", (body,), None, UNPARSEABLE)
 
     def many(self, n: int) -> list[FuzzAnswer]:

@@ -64,12 +64,14 @@ def _openai_images(request: RecordedRequest) -> list[bytes]:
 
 
 WIRES: dict[str, _Wire] = {
-    "openai": _Wire(_openai_images, RecordedRequest.text, lambda t: FakeResponse.reply(t), lambda i: FakeResponse.reply(_PLACEHOLDER)),
+    "openai": _Wire(_openai_images, RecordedRequest.text, lambda t: FakeResponse.reply(t),
+                    lambda i: FakeResponse.reply(_PLACEHOLDER)),
     "gemini": _Wire(gemini_server.inline_images, gemini_server.request_text, gemini_server.reply,
                     lambda i: gemini_server.reply(_PLACEHOLDER)),
     # Half the answers come as the forced tool's input, half as a text block.
     "anthropic": _Wire(anthropic_server.images, anthropic_server.request_text, anthropic_server.text_reply,
-                       lambda i: anthropic_server.tool_reply({"answer": _PLACEHOLDER}) if i % 2 else anthropic_server.text_reply(_PLACEHOLDER)),
+                       lambda i: anthropic_server.tool_reply({"answer": _PLACEHOLDER}) if i % 2
+                       else anthropic_server.text_reply(_PLACEHOLDER)),
 }
 
 
@@ -109,7 +111,9 @@ def make_fuzz_backend(family: str, url: str, timeout_s: float = 30.0) -> Backend
     return make_backend(f"{family}:fake-model@{url}", timeout_s=timeout_s)
 
 
-def label_fuzzed(family: str, answers: Sequence[FuzzAnswer], store_dir: Path, *, max_in_flight: int = 32) -> tuple[list[LabeledQuery], QueryStore]:
+def label_fuzzed(
+    family: str, answers: Sequence[FuzzAnswer], store_dir: Path, *, max_in_flight: int = 32
+) -> tuple[list[LabeledQuery], QueryStore]:
     """Ask every answer's pair through ``family``'s backend, labeler and a store at ``store_dir``.
 
     Returns:

@@ -55,8 +55,10 @@ def prompt_blocked(reason: str = "SAFETY") -> FakeResponse:
 def candidate_stopped(reason: str = "SAFETY") -> FakeResponse:
     """A candidate cut for safety/recitation/...: a finish reason and no content."""
     return _json(200, {
-        "candidates": [{"finishReason": reason, "index": 0,
-                        "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]}],
+        "candidates": [{
+            "finishReason": reason, "index": 0,
+            "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}],
+        }],
         "usageMetadata": usage(80, 0), "modelVersion": "gemini-fake-001",
     })
 

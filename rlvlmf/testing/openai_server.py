@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11+; rlvlmf supports 3.10
 
 ANALYSIS_TEXT = (
     "1. Image 1 shows a robot arm next to a closed drawer.\n"
@@ -120,12 +122,18 @@ class FakeResponse:
             "created": 0,
             "model": model,
             "choices": [choice],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
         return cls(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     @classmethod
-    def error(cls, status: int, message: str = "error", *, retry_after: str | None = None, type_: str = "server_error") -> FakeResponse:
+    def error(
+        cls, status: int, message: str = "error", *, retry_after: str | None = None, type_: str = "server_error"
+    ) -> FakeResponse:
         """An OpenAI-style error body, with a ``Retry-After`` header when given."""
         headers = {"Content-Type": "application/json"}
         if retry_after is not None:
@@ -172,7 +180,8 @@ def default_responder(request: RecordedRequest, label: str = "1") -> FakeRespons
     body = request.body if isinstance(request.body, dict) else {}
     structured = "response_format" in body
     logprobs = label_logprobs(label, structured) if body.get("logprobs") else None
-    return FakeResponse.reply(json.dumps({"answer": label}) if structured else label, prompt_tokens=150, completion_tokens=5, logprobs=logprobs)
+    text = json.dumps({"answer": label}) if structured else label
+    return FakeResponse.reply(text, prompt_tokens=150, completion_tokens=5, logprobs=logprobs)
 
 
 def label_logprobs(label: str, structured: bool) -> dict[str, Any]:
@@ -244,6 +253,7 @@ class ScriptedServer:
     def url(self) -> str:
         """Root URL of the server (``http://127.0.0.1:PORT``), without an API version."""
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # the bound socket's own address: text, not the bytes the stub allows
         return f"http://{host}:{port}"
 
     def start(self) -> Self:
@@ -295,7 +305,9 @@ class FakeOpenAIServer(ScriptedServer):
         reject_response_format: Answer 400 to requests carrying ``response_format``.
     """
 
-    def __init__(self, *, delay_s: float = 0.0, responder: Responder = default_responder, reject_response_format: bool = False) -> None:
+    def __init__(
+        self, *, delay_s: float = 0.0, responder: Responder = default_responder, reject_response_format: bool = False
+    ) -> None:
         super().__init__(responder=responder, delay_s=delay_s)
         self.reject_response_format = reject_response_format
 
@@ -317,7 +329,11 @@ class FakeOpenAIServer(ScriptedServer):
 
     def default_response(self, request: RecordedRequest) -> FakeResponse:
         if self.reject_response_format and isinstance(request.body, dict) and "response_format" in request.body:
-            return FakeResponse.error(400, "Unsupported parameter: 'response_format' of type json_schema is not supported with this model.", type_="invalid_request_error")
+            return FakeResponse.error(
+                400,
+                "Unsupported parameter: 'response_format' of type json_schema is not supported with this model.",
+                type_="invalid_request_error",
+            )
         return self.responder(request)
 
     def chat_requests(self) -> list[RecordedRequest]:

@@ -75,7 +75,7 @@ class PointReachDiscrete(PointReach):
 
     def __init__(self, render_mode: str | None = None) -> None:
         super().__init__(render_mode)
-        self.action_space = gym.spaces.Discrete(4)  # type: ignore[assignment]
+        self.action_space = gym.spaces.Discrete(4)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         moves = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], np.float32)

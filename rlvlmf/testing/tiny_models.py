@@ -9,8 +9,12 @@ built in code and the tokenizers cover the 256 byte-level characters without any
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # A prompt format in the spirit of real VLM chat templates: images become the processor's
 # image token, text parts are kept, and the generation prompt opens an assistant turn.
@@ -134,7 +138,8 @@ def build_tiny_llava(path: str | Path, *, seed: int = 0, always: str | None = No
     torch.manual_seed(seed)
     tokenizer = _chat_tokenizer()
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    config = LlavaConfig(
+    # pad_token_id is accepted (kept as a plain config attribute) though LlavaConfig's typed signature leaves it out.
+    config = LlavaConfig(  # type: ignore[call-arg]
         vision_config=dict(
             model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=2, image_size=32, patch_size=8, projection_dim=16,
@@ -144,7 +149,7 @@ def build_tiny_llava(path: str | Path, *, seed: int = 0, always: str | None = No
             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         ),
-        image_token_id=image_token_id,
+        image_token_index=image_token_id,
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
         pad_token_id=tokenizer.pad_token_id,
@@ -183,7 +188,8 @@ def build_tiny_idefics3(path: str | Path, *, seed: int = 0) -> Path:
     processor = Idefics3Processor(image_processor=image_processor, tokenizer=_chat_tokenizer(), image_seq_len=4,
                                   chat_template=CHAT_TEMPLATE)
     tokenizer = processor.tokenizer  # the processor adds its image tags to the vocabulary
-    config = Idefics3Config(
+    # pad_token_id: as for LlavaConfig above, accepted though the typed signature leaves it out.
+    config = Idefics3Config(  # type: ignore[call-arg]
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=32, patch_size=8),
         text_config=dict(
@@ -201,7 +207,7 @@ def build_tiny_idefics3(path: str | Path, *, seed: int = 0) -> Path:
     return _save(path, model, processor)
 
 
-def _save(path: str | Path, model: torch.nn.Module, processor) -> Path:
+def _save(path: str | Path, model: PreTrainedModel, processor: Any) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlvlmf.agents.sac import METAWORLD, SAC, SACConfig
 from rlvlmf.agents.batch import TransitionBatch
-from rlvlmf.training.buffer import ReplayBuffer
+from rlvlmf.agents.sac import METAWORLD, SAC, SACConfig
 from rlvlmf.errors import ConfigError
+from rlvlmf.training.buffer import ReplayBuffer
 
 SMALL = SACConfig(hidden_sizes=(64, 64), batch_size=128, actor_lr=3e-3, critic_lr=3e-3, alpha_lr=3e-3, init_temperature=0.01)
 

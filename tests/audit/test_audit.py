@@ -54,7 +54,10 @@ def test_report_numbers_escaping_and_side_files(tmp_path: Path, rng: np.random.G
     recorder.save_frames({"goal": goal_frame})
     recorder.save("session", {"task": {"goal": "to open the drawer"}, "backend": IDENTITY})
     messages = messages_record([ChatMessage("user", ("write a reward <i>now</i>", goal_frame))], recorder.image_files)
-    recorder.save("attempt-01", {"messages": messages, "reply": "```python\n<b>x</b>```", "code": "def reward(obs): return 1 < 2", "verification": {"passed": True}, "passed": True})
+    recorder.save("attempt-01", {
+        "messages": messages, "reply": "```python\n<b>x</b>```", "code": "def reward(obs): return 1 < 2",
+        "verification": {"passed": True}, "passed": True,
+    })
     recorder.save("result", {"passed": True, "attempts": 1})
     out = tmp_path / "report" / "audit.html"
     result = write_audit_report(store, out, AuditConfig(num_bins=2, thumb_size=16))

@@ -82,7 +82,9 @@ def test_tampered_frame_and_foreign_file_are_refused(tmp_path: Path, rng: np.ran
         export_store(store, tmp_path / "z", "csv")  # type: ignore[arg-type]
 
 
-def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_without_pyarrow_names_the_extra(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store, _ = build_store(tmp_path / "src", rng)
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` raise ImportError
     with pytest.raises(MissingDependencyError, match=r"rlvlmf\[parquet\]"):

@@ -21,7 +21,13 @@ def test_template_filled_in_becomes_human_rows(tmp_path: Path, rng: np.random.Ge
     template = (result.files_dir / "relabel.csv").read_text().splitlines()
     # A person fills in two of the three rows and leaves one blank.
     header, *lines = template
-    filled = [header, lines[0].replace(lines[0].split(",")[0] + ",,", lines[0].split(",")[0] + ",1,looks open", 1), lines[1].replace(",,", ",second,", 1), lines[2]]
+    first_key = lines[0].split(",")[0]
+    filled = [
+        header,
+        lines[0].replace(first_key + ",,", first_key + ",1,looks open", 1),
+        lines[1].replace(",,", ",second,", 1),
+        lines[2],
+    ]
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("\n".join(filled) + "\n")
 
@@ -34,7 +40,9 @@ def test_template_filled_in_becomes_human_rows(tmp_path: Path, rng: np.random.Ge
     for human in humans:
         source = before[human.meta["relabels"]]
         assert human.key == human_key(source) != source.key
-        assert (human.first_frame, human.second_frame, human.gt_label, human.goal) == (source.first_frame, source.second_frame, source.gt_label, source.goal)
+        assert (human.first_frame, human.second_frame, human.gt_label, human.goal) == (
+            source.first_frame, source.second_frame, source.gt_label, source.goal
+        )
         assert human.meta["source_label"] == int(source.label)
     assert next(h for h in humans if h.stages).stages == ("looks open",)
     # The VLM's rows are untouched.

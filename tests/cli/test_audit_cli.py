@@ -22,7 +22,8 @@ def test_audit_relabel_export_import(tmp_path: Path, rng: np.random.Generator, c
     RewardEnsemble(RewardModelConfig(frame_size=48, conv_channels=(4, 4, 4, 4), ensemble_size=1)).save(model)
 
     out = tmp_path / "out" / "audit.html"
-    assert main(["queries", "audit", "--store", str(tmp_path / "q"), "--run", "run-1", "--out", str(out), "--model", str(model), "--saliency-frames", "2"]) == 0
+    argv = ["queries", "audit", "--store", str(tmp_path / "q"), "--run", "run-1", "--out", str(out), "--model", str(model)]
+    assert main([*argv, "--saliency-frames", "2"]) == 0
     assert "agreement 0.667" in capsys.readouterr().out
     page = out.read_text(encoding="utf-8")
     assert 'id="saliency"' in page and page.count('alt="saliency"') == 2

@@ -30,7 +30,9 @@ def write_pngs(directory: Path, rng: np.random.Generator, n: int) -> list[str]:
 
 def ask(server: FakeOpenAIServer, store: Path, images: list[str], *extra: str) -> list[str]:
     """Command line of ``queries ask`` against the fake server."""
-    argv = ["queries", "ask", "--backend", f"openai:fake-vlm@{server.url}", "--goal", GOAL, "--store", str(store), *extra, *images]
+    argv = [
+        "queries", "ask", "--backend", f"openai:fake-vlm@{server.url}", "--goal", GOAL, "--store", str(store), *extra, *images,
+    ]
     return argv
 
 

@@ -31,7 +31,7 @@ from rlvlmf.codegen.verify import VerificationConfig, verify
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UnknownNameError
 from rlvlmf.feedback.base import TransientBackendError
-from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply
+from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ChatRequest
 
 TASK = TaskDescription(
     name="point",
@@ -86,8 +86,8 @@ class ScriptedChat(ChatBackend):
         self.replies = deque(replies)
         self.conversations: list[list[ChatMessage]] = []
 
-    async def achat(self, messages, *, choices=None, max_tokens=512) -> ChatReply:  # noqa: ANN001
-        self.conversations.append(list(messages))
+    async def asend(self, request: ChatRequest) -> ChatReply:
+        self.conversations.append(list(request.messages))
         reply = self.replies.popleft()
         if isinstance(reply, BaseException):
             raise reply
@@ -127,7 +127,9 @@ def test_extract_code_prefers_longest_python_block() -> None:
 
 
 def test_parse_program_orders_subgoals_numerically() -> None:
-    code = "def goal(o): pass\ndef subgoal_10_last(o): pass\ndef subgoal_2(o): pass\ndef helper(o): pass\ndef subgoal_1(o): pass\n"
+    code = (
+        "def goal(o): pass\ndef subgoal_10_last(o): pass\ndef subgoal_2(o): pass\ndef helper(o): pass\ndef subgoal_1(o): pass\n"
+    )
     program = parse_program(code)
     assert program.subgoals == ("subgoal_1", "subgoal_2", "subgoal_10_last")
     assert program.function_names[-1] == "goal"
@@ -236,7 +238,8 @@ def test_gives_up_after_max_attempts(rng: np.random.Generator, tmp_path: Path) -
     success, random = episodes(rng, n=3)
     chat = ScriptedChat([RAISES, NEVER_FIRES, GOOD])
     recorder = CodegenRecorder(tmp_path, "s1")
-    result = generate_reward_code(chat, TASK, success, random, config=CodegenConfig(max_attempts=2, limits=LIMITS), recorder=recorder)
+    config = CodegenConfig(max_attempts=2, limits=LIMITS)
+    result = generate_reward_code(chat, TASK, success, random, config=config, recorder=recorder)
     assert not result.passed and len(result.attempts) == 2 and len(chat.replies) == 1
     record = json.loads((recorder.dir / "result.json").read_text())
     assert record["passed"] is False and "successful episodes" in record["last_failures"][0]
@@ -289,15 +292,16 @@ def pendulum_swing_ups(n: int = 5, steps: int = 40) -> np.ndarray:
 
 
 def test_cli_codegen_against_local_openai_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from rlvlmf.testing.openai_server import FakeOpenAIServer, FakeResponse
-
     from rlvlmf.cli import main
+    from rlvlmf.testing.openai_server import FakeOpenAIServer, FakeResponse
 
     success = tmp_path / "swing_ups.npz"
     np.savez(success, episodes=pendulum_swing_ups())
     out = tmp_path / "program.json"
     with FakeOpenAIServer() as server:
-        server.push(FakeResponse.reply(PENDULUM_BUGGY, completion_tokens=90), FakeResponse.reply(PENDULUM_GOOD, completion_tokens=95))
+        server.push(
+            FakeResponse.reply(PENDULUM_BUGGY, completion_tokens=90), FakeResponse.reply(PENDULUM_GOOD, completion_tokens=95)
+        )
         code = main([
             "codegen", "--preset", "pendulum", "--backend", f"openai:fake-coder@{server.url}",
             "--success-trajs", str(success), "--random-episodes", "10", "--episode-steps", "50",

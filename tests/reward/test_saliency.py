@@ -43,7 +43,8 @@ def synthetic_frames(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.n
 def fit_model(encoder: str, seed: int = 0) -> RewardEnsemble:
     rng = np.random.default_rng(seed)
     config = RewardModelConfig(
-        frame_size=SIZE, conv_channels=(8, 16, 16, 16), encoder=encoder, ensemble_size=1, lr=1e-3, max_epochs=6, early_stop_acc=1.0
+        frame_size=SIZE, conv_channels=(8, 16, 16, 16), encoder=encoder, ensemble_size=1, lr=1e-3, max_epochs=6,
+        early_stop_acc=1.0,
     )
     model = RewardEnsemble(config, seed=seed)
     frames, rewards = synthetic_frames(rng, 1200)
@@ -151,5 +152,7 @@ def test_saliency_cli_writes_overlays(tmp_path: Path, fls_model: RewardEnsemble)
     assert [p.name for p in written] == ["f0_saliency.png", "f1_saliency.png"]
     with Image.open(written[0]) as image:
         assert image.size[0] >= SIZE and np.asarray(image).std() > 0
-    missing = subprocess.run([*base, "--frames", str(tmp_path / "nope.png")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    missing = subprocess.run(
+        [*base, "--frames", str(tmp_path / "nope.png")], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert missing.returncode == 2 and "nope.png" in missing.stderr and "Traceback" not in missing.stderr

@@ -45,7 +45,9 @@ def test_select_never_proposes_identical_pairs(rng: np.random.Generator) -> None
     frames = np.zeros((3, 2, 2, 3), np.uint8)
     frames[2] = 1  # slots 0 and 1 are pixel-identical
     for method in ("uniform", "disagreement", "entropy"):
-        pairs = select_queries(method, episodes, 20, 1, rng, frames=frames, member_returns=lambda p: (np.zeros((2, len(p))), np.ones((2, len(p)))))
+        pairs = select_queries(
+            method, episodes, 20, 1, rng, frames=frames, member_returns=lambda p: (np.zeros((2, len(p))), np.ones((2, len(p))))
+        )
         assert len(pairs) == 20
         assert ((pairs.first == 2) ^ (pairs.second == 2)).all()
 
