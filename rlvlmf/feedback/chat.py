@@ -1,7 +1,8 @@
 """Chat-model backends: the RL-VLM-F prompting protocol over any provider's chat call.
 
 A provider backend (OpenAI-compatible, Gemini, Anthropic, local transformers) implements one
-method, ``achat``: send a conversation of text and images, get text back. Everything else —
+method, ``asend``: send one ``ChatRequest`` (a conversation of text and images, and how to
+decode it), get text back. Callers use ``achat``, which builds the request. Everything else —
 which prompts to send, two-stage or one-stage, parsing, cost — is done here once, so every
 chat backend behaves the same. (Position-bias control, retries, budgets and concurrency are
 the labeler's, the same for every backend.)
@@ -16,7 +17,7 @@ Writing a provider backend::
             super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
             self.region = region          # provider option; add it to _identity_extra if it
                                           # changes answers
-        async def achat(self, messages, *, choices=None, max_tokens=512): ...
+        async def asend(self, request: ChatRequest) -> ChatReply: ...
 
 ``MyBackend.from_spec("model-name", "https://host/v1", mode="one-stage", region="us")`` sorts
 protocol options (``ProtocolConfig`` fields) from provider options and builds it. A provider
@@ -33,7 +34,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar
 
 import numpy as np
 
@@ -57,6 +58,31 @@ class ChatMessage:
 
     role: Literal["system", "user", "assistant"]
     parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One provider call: the conversation and how the answer is decoded.
+
+    ``ChatBackend.achat`` builds it, so each provider's ``asend`` takes this one argument
+    instead of repeating the call's keyword signature.
+
+    Attributes:
+        messages: The conversation, images inline.
+        choices: When given, the answer must be exactly one of these strings; use the
+            provider's structured output (JSON schema, choice list, forced tool call) when it
+            supports it, else plain text (the parser checks it either way). ``None`` for free text.
+        max_tokens: Upper bound on generated tokens.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    choices: tuple[str, ...] | None = None
+    max_tokens: int = 512
+
+    @property
+    def has_images(self) -> bool:
+        """Whether any message carries an image part."""
+        return any(isinstance(p, np.ndarray) for m in self.messages for p in m.parts)
 
 
 @dataclass
@@ -136,12 +162,20 @@ class ProtocolConfig:
         return from_dict(cls, options)
 
 
+class ChatOptions(TypedDict, total=False):
+    """The keywords every chat backend takes besides its own: a subclass's ``**common``, passed on."""
+
+    base_url: str | None
+    protocol: ProtocolConfig | None
+    timeout_s: float
+
+
 PROTOCOL_OPTIONS: frozenset[str] = frozenset(f.name for f in fields(ProtocolConfig))
 """Option names ``from_spec`` routes into ``ProtocolConfig``."""
 
 
 class ChatBackend(Backend, abc.ABC):
-    """Base class of chat VLM backends; subclasses implement ``achat`` only.
+    """Base class of chat VLM backends; subclasses implement ``asend`` only.
 
     Args:
         model: The provider's model name (or local path).
@@ -209,7 +243,6 @@ class ChatBackend(Backend, abc.ABC):
 
     # --- the provider call ------------------------------------------------------------------
 
-    @abc.abstractmethod
     async def achat(
         self,
         messages: Sequence[ChatMessage],
@@ -217,15 +250,13 @@ class ChatBackend(Backend, abc.ABC):
         choices: Sequence[str] | None = None,
         max_tokens: int = 512,
     ) -> ChatReply:
-        """Send one conversation and return the reply.
+        """Send one conversation and return the reply (builds a ``ChatRequest`` for ``asend``).
 
         Decoding uses ``self.protocol.temperature``.
 
         Args:
             messages: The conversation, images inline.
-            choices: When given, the answer must be exactly one of these strings; use the
-                provider's structured output (JSON schema, choice list, forced tool call)
-                when it supports it, else plain text (the parser checks it either way).
+            choices: When given, the answer must be exactly one of these strings (see ``ChatRequest``).
             max_tokens: Upper bound on generated tokens.
 
         Raises:
@@ -233,6 +264,11 @@ class ChatBackend(Backend, abc.ABC):
                 server's Retry-After when sent).
             BackendError: any other failure (bad key, bad request, unknown model).
         """
+        return await self.asend(ChatRequest(tuple(messages), tuple(choices) if choices else None, max_tokens))
+
+    @abc.abstractmethod
+    async def asend(self, request: ChatRequest) -> ChatReply:
+        """The provider call: send ``request`` and return the reply (errors as in ``achat``)."""
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float | None:
         """Dollar cost of a call, or ``None`` when the model's price is unknown."""

@@ -15,7 +15,7 @@ are set up. That set-up is here, once:
 
 A provider subclass sets ``api`` (its ``ApiEndpoint``), ``key_env`` (the variables its key
 is read from) and ``structured_rejected``, and writes ``_endpoint`` (the URL posted to),
-``_key_headers`` and ``achat`` (with ``_wants_structured`` and ``_post_structured``). Its own
+``_key_headers`` and ``asend`` (with ``_wants_structured`` and ``_post_structured``). Its own
 options are keyword arguments of its ``__init__``, which passes ``**common`` on.
 """
 
@@ -26,24 +26,24 @@ import logging
 import re
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from rlvlmf import __version__
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatBackend, ProtocolConfig
+from rlvlmf.feedback.chat import ChatBackend, ChatOptions
 from rlvlmf.feedback.http import ApiEndpoint, LoopLocalClient, default_limits, post_json
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
 
-class HttpChatOptions(TypedDict, total=False):
+class HttpChatOptions(ChatOptions, total=False):
     """The keywords every HTTP chat backend takes besides its own (its ``**common``)."""
 
-    base_url: str | None
-    protocol: ProtocolConfig | None
-    timeout_s: float
     structured_output: bool
     api_key_env: str
 
@@ -87,14 +87,12 @@ class HttpChatBackend(ChatBackend, abc.ABC):
         self,
         model: str,
         *,
-        base_url: str | None = None,
-        protocol: ProtocolConfig | None = None,
-        timeout_s: float = 60.0,
         structured_output: bool = True,
         api_key_env: str = "",
+        **common: Unpack[ChatOptions],
     ) -> None:
-        base_url = self.api.base_url(base_url)
-        super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
+        common["base_url"] = base_url = self.api.base_url(common.get("base_url"))
+        super().__init__(model, **common)
         self.api.check_url(base_url)
         key = self.api.read_key(base_url, (api_key_env,) if api_key_env else self.key_env)
         self._api_key = key.value

@@ -14,7 +14,7 @@ from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback import prompts
 from rlvlmf.feedback.base import Answer, FramePair, Label
-from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig, prob_second
+from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ChatRequest, ProtocolConfig, prob_second
 from rlvlmf.feedback.pricing import estimate_cost, price_of
 
 TASK = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",))
@@ -34,9 +34,9 @@ class RecordingChat(ChatBackend):
         self.retries = retries
         self.calls: list[tuple[Sequence[ChatMessage], Sequence[str] | None, int]] = []
 
-    async def achat(self, messages: Sequence[ChatMessage], *, choices: Sequence[str] | None = None, max_tokens: int = 512) -> ChatReply:
-        self.calls.append((messages, choices, max_tokens))
-        return self.answer(messages, choices)
+    async def asend(self, request: ChatRequest) -> ChatReply:
+        self.calls.append((request.messages, request.choices, request.max_tokens))
+        return self.answer(request.messages, request.choices)
 
 
 def _has_images(messages: Sequence[ChatMessage]) -> bool:
@@ -74,6 +74,29 @@ def test_two_stage_sends_images_then_text_with_choices(pair: FramePair) -> None:
     assert answer.stages == ("Image 2 shows the drawer open.", "1")
     assert (answer.input_tokens, answer.output_tokens) == (1200, 42)
     assert answer.latency_s > 0
+
+
+def test_achat_hands_the_provider_one_frozen_request(pair: FramePair) -> None:
+    backend = RecordingChat()
+    message = ChatMessage("user", ("which?", pair.first))
+    asyncio.run(backend.achat([message], choices=["0", "1"], max_tokens=7))
+    asyncio.run(backend.achat([ChatMessage("user", ("text only",))], choices=[]))
+    (messages, choices, max_tokens), (_, no_choices, default_max) = backend.calls
+    # Lists become tuples, so a request can be hashed and batched; no choices is None, not ().
+    assert messages == (message,) and choices == ("0", "1") and max_tokens == 7
+    assert no_choices is None and default_max == 512
+    request = ChatRequest((message,), ("0", "1"), 7)
+    assert request.has_images and not ChatRequest((ChatMessage("user", ("text",)),)).has_images
+    with pytest.raises(AttributeError):
+        request.max_tokens = 8  # type: ignore[misc]
+
+
+def test_a_backend_without_asend_cannot_be_built() -> None:
+    class NoCall(ChatBackend):
+        family = "no-call"
+
+    with pytest.raises(TypeError, match="asend"):
+        NoCall("m")  # type: ignore[abstract]
 
 
 def test_one_stage_makes_one_call(pair: FramePair) -> None:

@@ -60,6 +60,15 @@ def test_from_spec_options(checkpoints: dict[str, Path]) -> None:
     assert HFBackend.estimate_cost(backend, 1000, 1000) == 0.0
 
 
+def test_the_common_chat_keywords_reach_the_base_class() -> None:
+    # HFBackend passes base_url/protocol/timeout_s on as **common; from_spec still finds and converts them.
+    assert HFBackend("some/model").timeout_s == 600.0
+    backend = HFBackend.from_spec("some/model", None, timeout_s="5", mode="one-stage")
+    assert backend.timeout_s == 5.0 and backend.protocol.mode == "one-stage"
+    with pytest.raises(ConfigError, match="timeout_s must be positive"):
+        HFBackend("some/model", timeout_s=0)
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [({"device": "tpu"}, "unknown device"), ({"dtype": "float8"}, "dtype"), ({"max_batch": "0"}, "max_batch"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,9 +14,9 @@ from rlvlmf.feedback.backends.anthropic import AnthropicBackend
 from rlvlmf.feedback.backends.gemini import GeminiBackend
 from rlvlmf.feedback.backends.openai import OpenAIBackend
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatMessage, ChatReply
+from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatOptions, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
+from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
 from rlvlmf.testing.json_server import ScriptedJSONServer
 from rlvlmf.testing.openai_server import FakeResponse, RecordedRequest
 
@@ -38,9 +38,8 @@ class EchoChat(HttpChatBackend):
     def _key_headers(self, key: str) -> dict[str, str]:
         return {"x-echo-key": key}
 
-    async def achat(self, messages: Sequence[ChatMessage], *, choices: Sequence[str] | None = None,
-                    max_tokens: int = 512) -> ChatReply:
-        data = await self._post({"text": " ".join(str(p) for m in messages for p in m.parts)})
+    async def asend(self, request: ChatRequest) -> ChatReply:
+        data = await self._post({"text": " ".join(str(p) for m in request.messages for p in m.parts)})
         return ChatReply(text=data["text"])
 
 
@@ -111,6 +110,14 @@ def test_the_official_host_covers_its_subdomains_only() -> None:
 
 def test_usage_counts_are_non_negative_ints_or_zero() -> None:
     assert [usage_count(v) for v in (7, 0, -1, None, "12", 3.0, True)] == [7, 0, 0, 0, 0, 0, 0]
+
+
+def test_the_common_option_types_name_the_base_keywords() -> None:
+    # ChatOptions is what a subclass's **common may carry: exactly ChatBackend's own keywords.
+    keywords = {p.name for p in inspect.signature(ChatBackend.__init__).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert set(ChatOptions.__annotations__) == keywords
+    assert set(HttpChatOptions.__annotations__) == keywords | {"structured_output", "api_key_env"}
 
 
 def test_from_spec_takes_the_common_keywords_through_a_subclass_that_passes_them_on() -> None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatMessage, ChatReply
+from rlvlmf.feedback.chat import ChatMessage, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
 from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
 from rlvlmf.feedback.images import to_base64_png
@@ -75,13 +75,8 @@ class AnthropicBackend(HttpChatBackend):
     def _key_headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key}
 
-    async def achat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        choices: Sequence[str] | None = None,
-        max_tokens: int = 512,
-    ) -> ChatReply:
+    async def asend(self, request: ChatRequest) -> ChatReply:
+        messages, choices, max_tokens = request.messages, request.choices, request.max_tokens
         system = "\n".join(p for m in messages if m.role == "system" for p in m.parts if isinstance(p, str))
         payload: dict[str, Any] = {
             "model": self.model,

@@ -21,14 +21,13 @@ the pair is recorded as an abstain with the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from rlvlmf.errors import ConfigError
-from rlvlmf.feedback.chat import ChatMessage, ChatReply
+from rlvlmf.feedback.chat import ChatMessage, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
 from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
 
@@ -107,19 +106,14 @@ class GeminiBackend(HttpChatBackend):
     def _identity_extra(self) -> dict[str, Any]:
         return {"thinking_budget": self.thinking_budget} if self.thinking_budget != -1 else {}
 
-    async def achat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        choices: Sequence[str] | None = None,
-        max_tokens: int = 512,
-    ) -> ChatReply:
+    async def asend(self, request: ChatRequest) -> ChatReply:
+        messages, choices = request.messages, request.choices
         system = [m for m in messages if m.role == "system"]
         payload: dict[str, Any] = {"contents": [_content(m) for m in messages if m.role != "system"]}
         if system:
             payload["systemInstruction"] = {"parts": [_part(p) for m in system for p in m.parts]}
         # maxOutputTokens covers thinking too; a fixed thinking budget comes on top of the answer's.
-        limit = max_tokens + max(self.thinking_budget, 0)
+        limit = request.max_tokens + max(self.thinking_budget, 0)
         config: dict[str, Any] = {"temperature": self.protocol.temperature, "maxOutputTokens": limit, "candidateCount": 1}
         if self.thinking_budget != -1:
             config["thinkingConfig"] = {"thinkingBudget": self.thinking_budget}

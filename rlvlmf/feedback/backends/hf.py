@@ -17,31 +17,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.feedback.backends import local
-from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatReply, ProtocolConfig
+from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatOptions, ChatReply, ChatRequest
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
 
 @dataclass(eq=False)
-class _Request:
-    """One pending ``achat`` call, waiting to join a generation batch."""
+class _Pending:
+    """One ``achat`` call waiting to join a generation batch."""
 
-    messages: Sequence[ChatMessage]
-    choices: tuple[str, ...] | None
-    max_tokens: int
+    request: ChatRequest
     future: asyncio.Future[ChatReply]
 
     @property
     def batch_key(self) -> tuple[Any, ...]:
         # Only calls decoded the same way can share one generate(); text-only and image
         # calls are kept apart because some processors reject batches that mix them.
-        has_images = any(isinstance(p, np.ndarray) for m in self.messages for p in m.parts)
-        return self.choices, self.max_tokens, has_images
+        return self.request.choices, self.request.max_tokens, self.request.has_images
 
 
 class HFBackend(ChatBackend):
@@ -49,13 +45,13 @@ class HFBackend(ChatBackend):
 
     Args:
         model: Hub id (``HuggingFaceTB/SmolVLM-256M-Instruct``) or local checkpoint directory.
-        base_url: Must be ``None``: the model runs in this process.
-        protocol: How to ask (two-stage by default; temperature 0 = greedy).
-        timeout_s: Unused by local generation; accepted for a uniform interface.
         device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA when available).
         dtype: ``auto`` (bfloat16 on CUDA, float32 elsewhere), ``float32``, ``float16``, ``bfloat16``.
         max_batch: Most conversations generated together; also the labeler's batch size.
         trust_remote_code: Allow checkpoints that ship their own modelling code.
+        **common: ``base_url`` (must be ``None``: the model runs in this process), ``protocol``
+            (two-stage by default; temperature 0 = greedy) and ``timeout_s`` (600 s by default;
+            unused by local generation, accepted for a uniform interface); see ``ChatBackend``.
 
     Raises:
         ConfigError: A base URL or an invalid option was given.
@@ -71,15 +67,15 @@ class HFBackend(ChatBackend):
         self,
         model: str,
         *,
-        base_url: str | None = None,
-        protocol: ProtocolConfig | None = None,
-        timeout_s: float = 600.0,
         device: str = "auto",
         dtype: str = "auto",
         max_batch: int = 8,
         trust_remote_code: bool = False,
+        **common: Unpack[ChatOptions],
     ) -> None:
-        super().__init__(model, base_url=None, protocol=protocol, timeout_s=timeout_s)
+        base_url = common.pop("base_url", None)
+        common.setdefault("timeout_s", 600.0)
+        super().__init__(model, **common)
         if base_url:
             raise ConfigError(f"hf models run locally and take no URL (got @{base_url}); "
                               "for a model served over HTTP use openai:MODEL@URL")
@@ -98,7 +94,7 @@ class HFBackend(ChatBackend):
         self._model: Any = None
         self._processor: Any = None
         self._load_lock = threading.Lock()
-        self._queue: list[_Request] = []
+        self._queue: list[_Pending] = []
         self._drainer: asyncio.Task[None] | None = None
 
     def _identity_extra(self) -> dict[str, Any]:
@@ -158,16 +154,10 @@ class HFBackend(ChatBackend):
 
     # --- the provider call, batched -----------------------------------------------------------
 
-    async def achat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        choices: Sequence[str] | None = None,
-        max_tokens: int = 512,
-    ) -> ChatReply:
+    async def asend(self, request: ChatRequest) -> ChatReply:
         """Queue one conversation; concurrent calls are generated together (see module doc)."""
         future: asyncio.Future[ChatReply] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(messages, tuple(choices) if choices else None, max_tokens, future))
+        self._queue.append(_Pending(request, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         return await future
@@ -195,7 +185,7 @@ class HFBackend(ChatBackend):
             if not live:
                 continue
             try:
-                replies = await asyncio.to_thread(self.generate, [r.messages for r in live],
+                replies = await asyncio.to_thread(self.generate, [r.request.messages for r in live],
                                                   choices=key[0], max_tokens=key[1])
             except BaseException as exc:  # noqa: BLE001 - every waiting caller must hear of it
                 for request in live:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
-from rlvlmf.feedback.chat import ChatMessage, ChatReply
+from rlvlmf.feedback.chat import ChatMessage, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
 from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
 
@@ -112,18 +112,13 @@ class OpenAIBackend(HttpChatBackend):
 
     # --- one call ---------------------------------------------------------------------------
 
-    async def achat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        choices: Sequence[str] | None = None,
-        max_tokens: int = 512,
-    ) -> ChatReply:
+    async def asend(self, request: ChatRequest) -> ChatReply:
+        choices = request.choices
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": [self._message(m) for m in messages],
+            "messages": [self._message(m) for m in request.messages],
             "temperature": self.protocol.temperature,
-            self.max_tokens_field: max_tokens,
+            self.max_tokens_field: request.max_tokens,
         }
         structured = self._wants_structured(choices)
         if structured:
