@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("meta", "TEXT NOT NULL"),
 )
 _COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
+_ANSWER_FIELDS = tuple(f.name for f in fields(Answer))
+"""The ``Answer`` fields; a row keeps each in the column of the same name."""
 
 _MISSING = object()
 
@@ -201,17 +203,9 @@ class StoredQuery:
 
     def answer(self) -> Answer:
         """The stored answer as the backend gave it."""
-        return Answer(
-            label=self.label,
-            prob_second=self.prob_second,
-            stages=self.stages,
-            abstain_reason=self.abstain_reason,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            latency_s=self.latency_s,
-            cost_usd=self.cost_usd,
-            meta=dict(self.meta),
-        )
+        values = {name: getattr(self, name) for name in _ANSWER_FIELDS}
+        values["meta"] = dict(self.meta)
+        return Answer(**values)
 
     @classmethod
     def _from_row(cls, row: sqlite3.Row) -> StoredQuery:

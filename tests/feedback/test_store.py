@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from rlvlmf.feedback.base import Answer, FramePair, Label
 from rlvlmf.feedback.store import (
     DEFAULT_STORE_DIR,
     QueryStore,
+    StoredQuery,
     frame_hash,
     ground_truth,
     query_key,
@@ -58,6 +60,16 @@ def test_record_get_round_trip(tmp_path: Path, rng: np.random.Generator) -> None
     assert store.get_many([key, "0" * 64, key]) == {key: written}
     # A second handle (another process would do the same) sees the committed row.
     assert QueryStore(tmp_path / "q", create=False).get(key) == written
+
+
+def test_a_row_keeps_every_answer_field_under_its_name(tmp_path: Path, rng: np.random.Generator) -> None:
+    # StoredQuery.answer() reads the Answer fields by name, so each must be a column of the row.
+    assert {f.name for f in fields(Answer)} <= {f.name for f in fields(StoredQuery)}
+    pair = random_pairs(rng, 1, size=16)[0]
+    row = QueryStore(tmp_path / "q").record(key_of(pair), pair, TASK, IDENTITY, Answer(Label.FIRST, meta={"a": 1}))
+    answer = row.answer()
+    answer.meta["a"] = 2
+    assert row.meta == {"a": 1}, "the answer's meta is a copy, not the row's"
 
 
 def test_key_depends_on_order_backend_frames_and_goal(rng: np.random.Generator) -> None:
@@ -247,7 +259,8 @@ _WRITER = textwrap.dedent(
     pairs = random_pairs(np.random.default_rng(11), 60)
     start = int(sys.argv[2])
     config = LabelerConfig(max_in_flight=8, progress=False)
-    results = Labeler(CountingBackend(), task, QueryStore(sys.argv[1]), config, run_id=sys.argv[2]).label(pairs[start : start + 40])
+    labeler = Labeler(CountingBackend(), task, QueryStore(sys.argv[1]), config, run_id=sys.argv[2])
+    results = labeler.label(pairs[start : start + 40])
     assert not any(r.failed for r in results)
     """
 )
@@ -277,7 +290,9 @@ def test_key_covers_only_the_task_fields_a_backend_reads(rng: np.random.Generato
     assert query_key(IDENTITY, TASK, *hashes) != query_key(IDENTITY, edited, *hashes)
     # ...a goal-only backend keeps its rows when phrases change, not when the goal does.
     goal_only = ("goal",)
-    assert query_key(IDENTITY, TASK, *hashes, task_fields=goal_only) == query_key(IDENTITY, edited, *hashes, task_fields=goal_only)
+    assert query_key(IDENTITY, TASK, *hashes, task_fields=goal_only) == query_key(
+        IDENTITY, edited, *hashes, task_fields=goal_only
+    )
     with pytest.raises(UserError, match="colour"):
         query_key(IDENTITY, TASK, *hashes, task_fields=("colour",))
 
