@@ -26,30 +26,25 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY: dict[str, str] = {
-    "make_env": "rlvlmf.envs",
-    "PRESETS": "rlvlmf.envs",
-    "TaskDescription": "rlvlmf.envs",
-    "make_backend": "rlvlmf.feedback.registry",
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "rlvlmf.envs": ("make_env", "PRESETS", "TaskDescription"),
+    "rlvlmf.feedback.registry": ("make_backend",),
     # The plug-in interface: a backend in another package subclasses Backend and returns Answers.
-    "Backend": "rlvlmf.feedback.base",
-    "Answer": "rlvlmf.feedback.base",
-    "FramePair": "rlvlmf.feedback.base",
-    "Label": "rlvlmf.feedback.base",
-    "Labeler": "rlvlmf.feedback.labeler",
-    "LabelerConfig": "rlvlmf.feedback.labeler",
-    "QueryStore": "rlvlmf.feedback.store",
-    "RewardEnsemble": "rlvlmf.reward.ensemble",
-    "load_reward_model": "rlvlmf.reward.model",
-    "RewardModel": "rlvlmf.reward.model",
-    "LearnedReward": "rlvlmf.reward.learned_reward",
-    "SAC": "rlvlmf.agents.sac",
-    "TrainConfig": "rlvlmf.training.config",
-    "build_config": "rlvlmf.training.builder",
-    "run_training": "rlvlmf.training.loop",
-    "load_agent": "rlvlmf.training.trained_agent",
-    "TrainedPolicy": "rlvlmf.training.trained_agent",
+    "rlvlmf.feedback.base": ("Backend", "Answer", "FramePair", "Label"),
+    "rlvlmf.feedback.labeler": ("Labeler", "LabelerConfig"),
+    "rlvlmf.feedback.store": ("QueryStore",),
+    "rlvlmf.reward.ensemble": ("RewardEnsemble",),
+    "rlvlmf.reward.model": ("load_reward_model", "RewardModel"),
+    "rlvlmf.reward.learned_reward": ("LearnedReward",),
+    "rlvlmf.agents.sac": ("SAC",),
+    "rlvlmf.training.config": ("TrainConfig",),
+    "rlvlmf.training.builder": ("build_config",),
+    "rlvlmf.training.loop": ("run_training",),
+    "rlvlmf.training.trained_agent": ("load_agent", "TrainedPolicy"),
 }
+"""The top-level names, under the module that defines them (each module named once)."""
+
+_LAZY: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -110,5 +110,8 @@ def test_top_level_names_resolve() -> None:
 
     for name in rlvlmf.__all__:
         assert getattr(rlvlmf, name) is not None
+    # Each name is exported from one module only (a second listing would silently win).
+    listed = [name for names in rlvlmf._EXPORTS.values() for name in names]
+    assert len(listed) == len(set(listed)) and set(listed) == set(rlvlmf.__all__) - {"__version__"}
     with pytest.raises(AttributeError):
         rlvlmf.not_a_name  # noqa: B018
