@@ -68,6 +68,8 @@ class ApiEndpoint:
             subdomains count too: ``googleapis.com`` covers ``generativelanguage.googleapis.com``).
         key_help: Where to get a key (or how to avoid needing one), appended to the
             missing-key message in parentheses.
+        key_env: Environment variables the key is read from, first set wins (the backend's
+            ``api_key_env`` option replaces them).
         url_env: Environment variable read for the base URL before ``default_url`` ("" = none).
         url_example: Appended to the bad-scheme message (``" (e.g. http://localhost:8000/v1)"``).
     """
@@ -76,6 +78,7 @@ class ApiEndpoint:
     default_url: str
     official_host: str
     key_help: str
+    key_env: tuple[str, ...] = ()
     url_env: str = ""
     url_example: str = ""
 

@@ -13,8 +13,9 @@ are set up. That set-up is here, once:
   offers) with one fallback: a server that rejects them is asked in plain text from then on,
   for the life of the backend (the parser reads both forms).
 
-A provider subclass sets ``api`` (its ``ApiEndpoint``), ``key_env`` (the variables its key
-is read from) and ``structured_rejected``, and writes ``_endpoint`` (the URL posted to),
+A provider subclass sets ``api`` (its ``ApiEndpoint``, which names the provider and the
+variables its key is read from; the class takes ``family`` and ``key_env`` from it) and
+``structured_rejected``, and writes ``_endpoint`` (the URL posted to),
 ``_key_headers`` and ``asend`` (with ``_wants_structured`` and ``_post_structured``). Its own
 options are keyword arguments of its ``__init__``, which passes ``**common`` on.
 """
@@ -72,7 +73,7 @@ class HttpChatBackend(ChatBackend, abc.ABC):
     base_url: str
     """API root the endpoint is built from (resolved, never ``None``)."""
     api: ClassVar[ApiEndpoint]
-    """The provider's endpoint defaults and key rules."""
+    """The provider's endpoint defaults and key rules; ``family`` and ``key_env`` are taken from it."""
     client_shards: ClassVar[int] = 1
     """``httpx`` clients per event loop (see ``LoopLocalClient``)."""
     connections_per_shard: ClassVar[int] = 256
@@ -82,6 +83,15 @@ class HttpChatBackend(ChatBackend, abc.ABC):
     structured_rejection_statuses: ClassVar[frozenset[int]] = frozenset({400})
     structured_kind: ClassVar[str] = "structured output"
     """What the structured answer is called in the fallback warning."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The endpoint is the one place that names the provider and its key variables, so the
+        # registry name, the error messages and the key look-up cannot disagree.
+        api = cls.__dict__.get("api")
+        if api is not None:
+            cls.family = api.provider
+            cls.key_env = api.key_env
 
     def __init__(
         self,

@@ -26,10 +26,8 @@ KEY = "echo-secret-0123456789"
 class EchoChat(HttpChatBackend):
     """The smallest HTTP chat provider: ``{"text": ...}`` in, ``{"text": ...}`` out."""
 
-    family = "echo"
     api = ApiEndpoint(provider="echo", default_url="https://echo.invalid", official_host="echo.invalid",
-                      key_help="ask the echo team")
-    key_env = ("ECHO_KEY",)
+                      key_help="ask the echo team", key_env=("ECHO_KEY",))
     client_shards = 3
 
     def _endpoint(self, base_url: str) -> str:
@@ -100,7 +98,12 @@ def test_shards_share_one_tls_context() -> None:
 
 @pytest.mark.parametrize("cls", [OpenAIBackend, GeminiBackend, AnthropicBackend])
 def test_every_api_chat_backend_is_an_http_chat_backend(cls: type[Any]) -> None:
-    assert issubclass(cls, HttpChatBackend) and cls.api.provider == cls.family
+    assert issubclass(cls, HttpChatBackend) and cls.api.provider == cls.family and cls.api.key_env == cls.key_env
+
+
+def test_the_endpoint_names_the_family_and_key_variables() -> None:
+    assert (EchoChat.family, EchoChat.key_env) == ("echo", ("ECHO_KEY",))
+    assert (GeminiBackend.family, GeminiBackend.key_env) == ("gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY"))
 
 
 def test_the_official_host_covers_its_subdomains_only() -> None:

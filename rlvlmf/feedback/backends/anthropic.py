@@ -42,6 +42,7 @@ ENDPOINT = ApiEndpoint(
     provider="anthropic",
     default_url=DEFAULT_BASE_URL,
     official_host="api.anthropic.com",
+    key_env=(DEFAULT_KEY_ENV,),
     key_help="keys: https://console.anthropic.com/settings/keys",
 )
 
@@ -59,8 +60,6 @@ class AnthropicBackend(HttpChatBackend):
         ConfigError: No key for api.anthropic.com, or a bad option.
     """
 
-    family = "anthropic"
-    key_env = (DEFAULT_KEY_ENV,)
     description = "Anthropic Messages API (base64 PNG image blocks, answers via a forced tool call); @URL for proxies"
     api = ENDPOINT
     structured_rejected = re.compile(r"tool", re.IGNORECASE)

@@ -52,6 +52,7 @@ ENDPOINT = ApiEndpoint(
     provider="gemini",
     default_url=DEFAULT_BASE_URL,
     official_host="googleapis.com",
+    key_env=KEY_ENVS,
     key_help="create a key at https://aistudio.google.com/apikey",
 )
 
@@ -73,8 +74,6 @@ class GeminiBackend(HttpChatBackend):
         ConfigError: No key for Google's endpoint, or a bad option.
     """
 
-    family = "gemini"
-    key_env = KEY_ENVS
     description = "Google Gemini generateContent API (inline PNG images, enum-constrained answers); @URL for proxies"
     api = ENDPOINT
     structured_rejected = re.compile(r"response_?schema|response_?mime_?type|responseSchema|responseMimeType|enum", re.IGNORECASE)

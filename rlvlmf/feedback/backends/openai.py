@@ -50,6 +50,7 @@ ENDPOINT = ApiEndpoint(
     url_env=BASE_URL_ENV,
     url_example=" (e.g. http://localhost:8000/v1)",
     official_host="api.openai.com",
+    key_env=(DEFAULT_KEY_ENV,),
     key_help="for a local OpenAI-compatible server, give its URL: openai:MODEL@http://localhost:8000/v1",
 )
 
@@ -73,8 +74,6 @@ class OpenAIBackend(HttpChatBackend):
         ConfigError: No key for api.openai.com, or a bad option.
     """
 
-    family = "openai"
-    key_env = (DEFAULT_KEY_ENV,)
     description = "Chat Completions API: OpenAI, or a compatible server (vLLM, SGLang, Ollama, llama.cpp) at @URL"
     api = ENDPOINT
     # A 400/422 naming one of these means the server does not do JSON-schema output.
