@@ -108,6 +108,7 @@ def train_ours(run_dir: Path, preset: str, steps: int, seed: int, reward: str, b
     overrides = [*NET, f"seed_steps={SEED_STEPS}", f"eval_episodes={EVAL_EPISODES}", "eval_video=false",
                  f"eval_every={eval_every or steps}", f"checkpoint_every={max(steps // 5, 1000)}", "labeler.progress=false",
                  *extra]
+    cpu_started, resume = time.process_time(), False
     if not (run_dir / "summary.json").is_file():  # else finished before its result was saved
         resume = (run_dir / "config.json").is_file()
         config = None if resume else build_config(preset, overrides, steps=steps, seed=seed, reward=reward, backend=backend)
@@ -116,8 +117,11 @@ def train_ours(run_dir: Path, preset: str, steps: int, seed: int, reward: str, b
                      export_dir=None, progress=False)
     summary = json.loads((run_dir / "summary.json").read_text())
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    # CPU seconds of this process: the whole run only if it did not resume (on a shared machine
+    # the wall rate mostly measures how much CPU the scheduler gave the process).
+    cpu_s = None if resume else time.process_time() - cpu_started
     return {"return": summary["eval_return_mean"], "labels": summary["labels"], "wall_s": summary["wall_s"],
-            "steps": summary["steps"], "steps_per_s": summary["steps"] / summary["wall_s"],
+            "steps": summary["steps"], "steps_per_s": summary["steps"] / summary["wall_s"], "cpu_s": cpu_s,
             "curve": [(e["step"], e["return_mean"]) for e in evals]}
 
 
@@ -128,7 +132,7 @@ def train_sb3(preset: str, steps: int, seed: int) -> dict[str, Any]:
 
     ours = build_config(preset, list(NET), reward="env").sac
     env, eval_env = make_env(preset), make_env(preset)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model = SB3SAC(
         "MlpPolicy", env, learning_rate=ours.critic_lr, buffer_size=steps, learning_starts=SEED_STEPS,
         batch_size=ours.batch_size, tau=ours.tau, gamma=ours.discount, train_freq=1, gradient_steps=1,
@@ -138,10 +142,10 @@ def train_sb3(preset: str, steps: int, seed: int) -> dict[str, Any]:
     model.learn(total_timesteps=steps)
     result = evaluate_policy(eval_env, lambda o: model.predict(o, deterministic=True)[0], EVAL_EPISODES,
                              seed=10**6 + 1000 * seed)  # the starts our trainer evaluates from
-    wall = time.perf_counter() - started
+    wall, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     env.close()
     eval_env.close()
-    return {"return": result.return_mean, "wall_s": wall, "steps": steps, "steps_per_s": steps / wall}
+    return {"return": result.return_mean, "wall_s": wall, "steps": steps, "steps_per_s": steps / wall, "cpu_s": cpu_s}
 
 
 def study_sac(out: Path, presets: list[str], seeds: list[int], steps_of: dict[str, int],
@@ -294,18 +298,24 @@ def _ci(values: list[float], rng: np.random.Generator) -> str:
 def sac_table(out: Path) -> list[str]:
     rows = _results(out, "sac")
     keys = sorted({(r["preset"], r["steps"]) for r in rows})
-    lines = ["| env | steps | seeds | rlvlmf return | SB3 return | rlvlmf steps/s | SB3 steps/s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| env | steps | seeds | rlvlmf return | SB3 return | rlvlmf steps/s | SB3 steps/s | rlvlmf steps/CPU-s | SB3 steps/CPU-s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for preset, steps in keys:
         get = {who: [r for r in rows if (r["preset"], r["steps"], r["who"]) == (preset, steps, who)] for who in ("rlvlmf", "sb3")}
+        for who in get:
+            for r in get[who]:
+                r["steps_per_cpu_s"] = r["steps"] / r["cpu_s"] if r.get("cpu_s") else None
+
         def cell(who: str, key: str, fmt: str, get: dict[str, list[dict[str, Any]]] = get) -> str:
-            values = [r[key] for r in get[who]]
+            values = [r[key] for r in get[who] if r.get(key) is not None]
             if not values:
                 return "-"
             text = ", ".join(fmt.format(v) for v in values)
             return f"{np.mean(values):{fmt[2:-1]}} ({text})" if len(values) > 1 else text
         seeds = sorted({r["seed"] for r in get["rlvlmf"]} & {r["seed"] for r in get["sb3"]})
         lines.append(f"| {preset} | {steps:,} | {len(seeds)} | {cell('rlvlmf', 'return', '{:.1f}')} | {cell('sb3', 'return', '{:.1f}')} "
-                     f"| {cell('rlvlmf', 'steps_per_s', '{:.1f}')} | {cell('sb3', 'steps_per_s', '{:.1f}')} |")
+                     f"| {cell('rlvlmf', 'steps_per_s', '{:.1f}')} | {cell('sb3', 'steps_per_s', '{:.1f}')} "
+                     f"| {cell('rlvlmf', 'steps_per_cpu_s', '{:.1f}')} | {cell('sb3', 'steps_per_cpu_s', '{:.1f}')} |")
     return lines if keys else ["(nothing finished yet)"]
 
 
@@ -418,6 +428,8 @@ def write_doc(out: Path, doc: Path, plot_dir: Path, command: str) -> str:
         f"{SEED_STEPS} random warm-up steps, target update every 2 steps, initial temperature 0.1;",
         f"final return = mean of {EVAL_EPISODES} deterministic episodes from the same seeded starts.",
         "Steps/s include that evaluation for both; torch uses 1 thread. Mean over seeds (per-seed values).",
+        "Steps/CPU-s divide by the process's CPU time (shown only for runs done in one process): on a",
+        "shared machine the wall rate mostly measures the CPU share the scheduler gave the process.",
         "",
         *sections["sac"],
         "",
