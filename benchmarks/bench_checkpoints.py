@@ -1,7 +1,7 @@
 """What checkpoints cost: time and bytes per checkpoint against new data, and a run folder's size.
 
 Run: .venv/bin/python benchmarks/bench_checkpoints.py scaling [--steps 50000 --every 10000]
-     .venv/bin/python benchmarks/bench_checkpoints.py run-folder [--preset cartpole-swingup --steps 6000 --every 500]
+     .venv/bin/python benchmarks/bench_checkpoints.py run-folder [--preset pendulum --steps 4000 --every 500] [--variant both]
 
 ``scaling`` fills a replay buffer with MetaWorld's sizes (39-dim states, 4-dim actions, 64x64
 frames: 12,638 bytes a step) and a 256-frame query pool at 300x300, ``--every`` steps at a
@@ -10,10 +10,12 @@ checkpoint after each chunk. It prints, per checkpoint, the new transitions' byt
 the checkpoint wrote and its seconds; then the same for writing the whole buffer each time (the
 layout before segments: ``np.savez`` of the buffer's state, as ``arrays.npz`` held it).
 
-``run-folder`` trains the same run twice through the real ``Trainer`` (scripted teacher, the
-README's first command's settings unless overridden), once with a checkpoint every ``--every``
-steps and once with only the final checkpoint, and prints both run folders' sizes, their
-checkpoint folders' sizes and the seconds spent in checkpoints. Every number is measured here;
+``run-folder`` trains the same run twice through the real ``Trainer`` (scripted teacher, image
+reward; pendulum's 200-step episodes, so checkpoints, taken at episode ends, can be ~500 steps
+apart; one SAC update per 4 steps to keep it short on a CPU), once with a checkpoint every
+``--every`` steps and once with only the final checkpoint, and prints both run folders' sizes,
+their checkpoint folders' sizes and the seconds spent in checkpoints. ``--variant every|once``
+runs one of the two (to run them as two processes). Every number is measured here;
 other processes on the same disk and cores change the seconds, so the load average is printed.
 """
 
@@ -107,7 +109,8 @@ def run_folder(args: argparse.Namespace) -> None:
     print(f"{args.preset}, {args.steps} steps, overrides {' '.join(args.set)}; load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         results = {}
-        for label, every in (("every", args.every), ("once", 10 * args.steps)):
+        variants = (("every", args.every), ("once", 10 * args.steps))
+        for label, every in [v for v in variants if args.variant in ("both", v[0])]:
             config = build_config(args.preset, [*args.set, f"checkpoint_every={every}", "checkpoint_minutes=0",
                                                 "eval_video=false", "labeler.progress=false"], steps=args.steps)
             run_dir = Path(tmp) / label
@@ -131,8 +134,9 @@ def run_folder(args: argparse.Namespace) -> None:
             print(f"  checkpoint_every={every}: run folder {results[label][0] / 1e6:.1f} MB, checkpoints/ "
                   f"{results[label][1] / 1e6:.1f} MB, {results[label][3]} checkpoints taking "
                   f"{results[label][2]:.1f} s in all")
-        ratio = results["every"][0] / results["once"][0]
-        print(f"run folder with a checkpoint every {args.every} steps / with one checkpoint: {ratio:.2f}x")
+        if len(results) == 2:
+            ratio = results["every"][0] / results["once"][0]
+            print(f"run folder with a checkpoint every {args.every} steps / with one checkpoint: {ratio:.2f}x")
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 
@@ -143,10 +147,12 @@ def main() -> None:
     s.add_argument("--steps", type=int, default=50_000)
     s.add_argument("--every", type=int, default=10_000)
     r = sub.add_parser("run-folder")
-    r.add_argument("--preset", default="cartpole-swingup")
-    r.add_argument("--steps", type=int, default=6000)
+    r.add_argument("--preset", default="pendulum")
+    r.add_argument("--steps", type=int, default=4000)
     r.add_argument("--every", type=int, default=500)
-    r.add_argument("--set", nargs="*", default=["num_interact=1000", "sac.hidden_sizes=256,256", "sac.batch_size=256"])
+    r.add_argument("--variant", choices=("both", "every", "once"), default="both")
+    r.add_argument("--set", nargs="*", default=["num_interact=1000", "update_every=4", "eval_every=100000",
+                                               "eval_episodes=2"])
     for p in (s, r):
         p.add_argument("--tmp", default=None, help="folder for the temporary files (default: the system's)")
     args = parser.parse_args()
