@@ -100,3 +100,17 @@ def check_trainable(env: gym.Env, what: str) -> None:
         shape = getattr(frame, "shape", None)
         raise UserError(f"{what} renders {type(frame).__name__} of shape {shape}; rgb_array frames must be "
                         "HxWx3 uint8 arrays")
+
+
+def box_spaces(env: gym.Env) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    """The observation and action spaces of an env that trains, as the Boxes they are.
+
+    Presets have Box spaces and ``check_trainable`` refuses any other env before a run
+    starts, so here a non-Box space is a bug, not bad input.
+
+    Returns:
+        ``(observation_space, action_space)``.
+    """
+    obs_space, action_space = env.observation_space, env.action_space
+    assert isinstance(obs_space, gym.spaces.Box) and isinstance(action_space, gym.spaces.Box), "check_trainable first"
+    return obs_space, action_space

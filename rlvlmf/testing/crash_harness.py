@@ -109,8 +109,10 @@ def crash_and_resume(url: str, rule: RuleVLM, work: Path, plan: Sequence[Kill], 
             base = len(rule.asks)
             fired = threading.Event()
 
-            def trigger(count: int, proc: subprocess.Popen = proc, base: int = base, fired: threading.Event = fired) -> None:
-                if count >= base + int(value) and not fired.is_set():
+            def trigger(
+                count: int, proc: subprocess.Popen = proc, base: int = base, fired: threading.Event = fired, asks: float = value
+            ) -> None:
+                if count >= base + int(asks) and not fired.is_set():
                     fired.set()
                     os.kill(proc.pid, signal.SIGKILL)
 

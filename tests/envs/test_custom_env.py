@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from rlvlmf.cli import main
 from rlvlmf.envs import custom_preset, make_env
+from rlvlmf.envs.custom import box_spaces
 from rlvlmf.errors import ConfigError, UnknownNameError, UserError
 from rlvlmf.testing import point_env
 from rlvlmf.training.builder import build_config, default_run_name
@@ -29,6 +31,19 @@ def test_a_users_env_is_made_through_its_module(tmp_path: Path) -> None:
         assert env.get_wrapper_attr("preset").name == "PointReach-v0"
     finally:
         env.close()
+
+
+def test_box_spaces_gives_a_trainable_envs_boxes_and_refuses_others() -> None:
+    env = make_env(custom_preset(point_env.SPEC, point_env.GOAL))
+    discrete = gym.make("PointReachDiscrete-v0")  # registered by importing point_env
+    try:
+        obs_space, action_space = box_spaces(env)
+        assert obs_space.shape == (4,) and action_space.shape == (2,) and (action_space.high == 1).all()
+        with pytest.raises(AssertionError, match="check_trainable"):
+            box_spaces(discrete)
+    finally:
+        env.close()
+        discrete.close()
 
 
 def test_custom_preset_refuses_bad_input_in_one_line() -> None:

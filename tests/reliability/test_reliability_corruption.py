@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from rlvlmf.training.checkpoint import CheckpointManager
-from rlvlmf.training.segments import read_manifest
 from rlvlmf.cli import main
-from rlvlmf.training.builder import build_config
-from rlvlmf.training.loop import run_training
 from rlvlmf.testing.crash_harness import ROOT, TINY
+from rlvlmf.training.builder import build_config
+from rlvlmf.training.checkpoint import CheckpointManager
+from rlvlmf.training.loop import run_training
+from rlvlmf.training.segments import read_manifest
 
 SHORT = [*TINY, "seed_steps=100", "unsup_steps=100"]
 LATEST, EARLIER = "step_000000400", "step_000000200"
@@ -49,7 +49,9 @@ def truncate(path: Path, size: int | None = None) -> None:
 
 
 def resume_args(work: Path, *extra: str) -> list[str]:
-    return ["train", "--resume", str(work / "runs" / "r"), "--store", str(work / "q"), "--no-progress", "--stop-after", "450", *extra]
+    return [
+        "train", "--resume", str(work / "runs" / "r"), "--store", str(work / "q"), "--no-progress", "--stop-after", "450", *extra,
+    ]
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:

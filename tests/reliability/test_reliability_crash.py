@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from rlvlmf.feedback.store import QueryStore
-from rlvlmf.training.builder import build_config
-from rlvlmf.training.loop import run_training
 from rlvlmf.testing.crash_harness import TINY, audit_run, crash_and_resume, quiet
 from rlvlmf.testing.openai_server import FakeOpenAIServer
 from rlvlmf.testing.rule_vlm import RuleVLM
+from rlvlmf.training.builder import build_config
+from rlvlmf.training.loop import run_training
 
 STEPS = 400
 SHORT = ["seed_steps=100", "unsup_steps=100"]  # feedback rounds at steps 200 and 400; checkpoints at 200 and 400
