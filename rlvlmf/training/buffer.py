@@ -88,6 +88,11 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return min(self.total_added, self.capacity)
 
+    @property
+    def observations(self) -> np.ndarray:
+        """``(len(self), obs_dim)`` observations of the stored transitions, row ``i`` = slot ``i`` (a view)."""
+        return self.obs[: len(self)]
+
     # ------------------------------------------------------------------ writing
     def add(
         self,

@@ -1,12 +1,13 @@
 """PEBBLE's unsupervised pre-training reward: a k-nearest-neighbour state-entropy estimate.
 
-A state's intrinsic reward is its distance to its k-th nearest neighbour among buffer
-states (large where the agent has rarely been), divided by a running standard deviation.
-PEBBLE compares every batch against the whole buffer each update, so it slows as the
-buffer grows; here the neighbours come from a uniform sample of at most
-``reference_size`` states (the whole buffer while it is smaller), which keeps the cost of
-an update fixed. The state itself is excluded by slot, never by value, so repeated states
-(fixed initial states) still count as neighbours.
+A state's intrinsic reward is its distance to its k-th nearest neighbour among the states
+seen so far (large where the agent has rarely been), divided by a running standard deviation.
+PEBBLE compares every batch against the whole replay buffer each update, so it slows as the
+buffer grows; here the neighbours come from a uniform sample of at most ``reference_size``
+states (all of them while there are fewer), which keeps the cost of an update fixed. The
+state itself is excluded by row, never by value, so repeated states (fixed initial states)
+still count as neighbours. It reads a plain array of states (the driver passes the replay
+buffer's observations), so it depends on no buffer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.errors import ConfigError
 from rlvlmf.utils.device import as_device, to_device
 
@@ -86,7 +86,7 @@ class KNNStateEntropy:
 
         Args:
             k: Which neighbour's distance is the reward (PEBBLE: 5).
-            reference_size: Most buffer states compared against per call.
+            reference_size: Most states compared against per call.
             chunk_size: Batch states per ``cdist`` call.
             device: Where the distances are computed and the rewards returned (the agent's).
         """
@@ -96,26 +96,27 @@ class KNNStateEntropy:
         self.k, self.reference_size, self.chunk_size = k, reference_size, chunk_size
         self.stats = RunningMeanStd()
 
-    def reward(self, buffer: ReplayBuffer, slots: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """Normalised intrinsic rewards of the observations at ``slots``.
+    def reward(self, states: np.ndarray, slots: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Normalised intrinsic rewards of the states at rows ``slots``.
 
         Args:
-            buffer: The replay buffer (its observations are the states).
-            slots: ``(B,)`` slots of the batch, e.g. from ``buffer.sample_slots``.
-            rng: Draws the reference sample when the buffer is larger than ``reference_size``.
+            states: ``(N, D)`` float32, every state seen so far (the replay buffer's
+                observations, ``ReplayBuffer.observations``: row ``i`` is slot ``i``).
+            slots: ``(B,)`` rows of the batch, e.g. from ``ReplayBuffer.sample_slots``.
+            rng: Draws the reference sample when there are more than ``reference_size`` states.
 
         Returns:
             ``(B, 1)`` float32 rewards: k-th neighbour distance / running std.
         """
-        filled = len(buffer)
+        filled = len(states)
         if filled <= self.k:
-            raise ValueError(f"k-NN entropy needs more than k={self.k} states in the buffer, it holds {filled}")
+            raise ValueError(f"k-NN entropy needs more than k={self.k} states, got {filled}")
         reference_slots = np.arange(filled) if filled <= self.reference_size else rng.integers(0, filled, self.reference_size)
-        states = to_device(torch.from_numpy(buffer.obs[slots]), self.device)
-        reference = to_device(torch.from_numpy(buffer.obs[reference_slots]), self.device)
+        batch = to_device(torch.from_numpy(states[slots]), self.device)
+        reference = to_device(torch.from_numpy(states[reference_slots]), self.device)
         exclude = (to_device(torch.from_numpy(np.asarray(slots, np.int64)), self.device),
                    to_device(torch.from_numpy(reference_slots.astype(np.int64)), self.device))
-        distances = kth_neighbour_distance(states, reference, self.k, exclude, self.chunk_size)
+        distances = kth_neighbour_distance(batch, reference, self.k, exclude, self.chunk_size)
         self.stats.update(distances.cpu().numpy())
         return (distances / max(self.stats.std, 1e-8)).unsqueeze(1)
 

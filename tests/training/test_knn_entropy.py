@@ -10,12 +10,9 @@ from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.knn_entropy import KNNStateEntropy, RunningMeanStd, kth_neighbour_distance
 
 
-def line_buffer(n: int, spacing: float = 1.0) -> ReplayBuffer:
-    buffer = ReplayBuffer(capacity=n, obs_dim=2, action_dim=1)
-    for i in range(n):
-        obs = np.array([i * spacing, 0.0], np.float32)
-        buffer.add(obs, np.zeros(1), 0.0, obs, False, False)
-    return buffer
+def line_states(n: int, spacing: float = 1.0) -> np.ndarray:
+    """``(n, 2)`` states on a line, ``spacing`` apart."""
+    return np.stack([np.arange(n) * spacing, np.zeros(n)], axis=1).astype(np.float32)
 
 
 def test_kth_distance_on_a_line_excludes_self() -> None:
@@ -36,17 +33,17 @@ def test_repeated_states_still_count_as_neighbours() -> None:
 
 def test_reward_is_normalised_and_reference_is_bounded(rng: np.random.Generator) -> None:
     small = KNNStateEntropy(k=5, reference_size=1000)
-    buffer = line_buffer(300, spacing=2.0)
-    slots = buffer.sample_slots(64, rng)
-    reward = small.reward(buffer, slots, rng)
+    states = line_states(300, spacing=2.0)
+    slots = rng.integers(0, 300, 64)
+    reward = small.reward(states, slots, rng)
     assert reward.shape == (64, 1)
-    # Whole buffer used: interior 5th neighbour is 3 steps away (2, 2, 4, 4, 6) -> 6.0, ends more.
+    # All states used: interior 5th neighbour is 3 steps away (2, 2, 4, 4, 6) -> 6.0, ends more.
     raw = reward[:, 0] * small.stats.std
     interior = (slots >= 3) & (slots <= 296)
     np.testing.assert_allclose(raw[interior].numpy(), 6.0, rtol=1e-5)
     # Bounded reference: a subsample can only push the k-th neighbour further away.
     bounded = KNNStateEntropy(k=5, reference_size=50)
-    raw_bounded = bounded.reward(buffer, slots, rng)[:, 0] * bounded.stats.std
+    raw_bounded = bounded.reward(states, slots, rng)[:, 0] * bounded.stats.std
     assert (raw_bounded >= raw - 1e-4).all() and (raw_bounded > raw).any()
 
 
@@ -66,13 +63,24 @@ def test_running_std_matches_numpy_and_round_trips(rng: np.random.Generator) -> 
 
 
 def test_explicit_cpu_device_gives_the_same_rewards(rng: np.random.Generator) -> None:
-    buffer = ReplayBuffer(capacity=300, obs_dim=2, action_dim=1)
-    for _ in range(300):
-        obs = rng.normal(size=2)
-        buffer.add(obs, np.zeros(1), 0.0, obs, terminated=False, truncated=False)
+    states = rng.normal(size=(300, 2)).astype(np.float32)
     slots = np.arange(0, 300, 7)
     default, on_cpu = KNNStateEntropy(k=3, reference_size=100), KNNStateEntropy(k=3, reference_size=100, device="cpu")
-    expected = default.reward(buffer, slots, np.random.default_rng(1))
-    got = on_cpu.reward(buffer, slots, np.random.default_rng(1))
+    expected = default.reward(states, slots, np.random.default_rng(1))
+    got = on_cpu.reward(states, slots, np.random.default_rng(1))
     assert got.device == torch.device("cpu") and torch.equal(got, expected)
     assert on_cpu.state_dict() == default.state_dict()
+
+
+def test_rewards_read_the_buffers_stored_observations(rng: np.random.Generator) -> None:
+    buffer = ReplayBuffer(capacity=400, obs_dim=2, action_dim=1)
+    states = line_states(120, spacing=2.0)
+    for obs in states:
+        buffer.add(obs, np.zeros(1), 0.0, obs, terminated=False, truncated=False)
+    assert buffer.observations.shape == (120, 2) and np.shares_memory(buffer.observations, buffer.obs)
+    slots = buffer.sample_slots(32, rng)
+    from_buffer = KNNStateEntropy(k=5).reward(buffer.observations, slots, np.random.default_rng(0))
+    from_array = KNNStateEntropy(k=5).reward(states, slots, np.random.default_rng(0))
+    assert torch.equal(from_buffer, from_array)
+    with pytest.raises(ValueError, match="more than k=5 states"):
+        KNNStateEntropy(k=5).reward(states[:5], np.arange(5), rng)
