@@ -184,7 +184,7 @@ class Backend(abc.ABC):
         """
         return await asyncio.to_thread(self.label, pairs, task)
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to check
         """Fail now on what would fail at the first call and can be found without one.
 
         Called before a run starts (and its folder is made). Local backends check their model
@@ -195,5 +195,5 @@ class Backend(abc.ABC):
             UserError: What is wrong and how to fix it.
         """
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook: most backends hold nothing
         """Release connections or models. Safe to call twice."""

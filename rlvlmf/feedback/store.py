@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,9 @@ def query_key(
     Returns:
         Hex SHA-256 key.
     """
-    payload: dict[str, Any] = {"backend": dict(identity), "task": task_identity(task, task_fields), "frames": [first_hash, second_hash]}
+    payload: dict[str, Any] = {
+        "backend": dict(identity), "task": task_identity(task, task_fields), "frames": [first_hash, second_hash],
+    }
     if pair_identity is not None:
         payload["pair"] = dict(pair_identity)
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
@@ -241,6 +243,17 @@ class RunUsage:
         """Input plus output tokens."""
         return self.input_tokens + self.output_tokens
 
+    def add(self, answer: Answer | None) -> RunUsage:
+        """This usage and one more query: the answer's tokens and dollars, or none for a failed query (``None``)."""
+        if answer is None:
+            return replace(self, queries=self.queries + 1)
+        return RunUsage(
+            self.queries + 1,
+            self.input_tokens + answer.input_tokens,
+            self.output_tokens + answer.output_tokens,
+            self.cost_usd + answer.cost_usd,
+        )
+
 
 # --------------------------------------------------------------------------- store
 
@@ -248,7 +261,9 @@ class RunUsage:
 class QueryStore:
     """SQLite rows plus content-addressed PNG frames; safe to share across threads and processes."""
 
-    def __init__(self, root: str | os.PathLike[str] = DEFAULT_STORE_DIR, *, create: bool = True, busy_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str] = DEFAULT_STORE_DIR, *, create: bool = True, busy_timeout_s: float = 60.0
+    ) -> None:
         """Open (and by default create) a store.
 
         Args:

@@ -24,6 +24,7 @@ from rlvlmf.feedback.base import Answer, FramePair, Label
 from rlvlmf.feedback.store import (
     DEFAULT_STORE_DIR,
     QueryStore,
+    RunUsage,
     StoredQuery,
     frame_hash,
     ground_truth,
@@ -146,6 +147,13 @@ def test_stats_and_run_usage(tmp_path: Path, rng: np.random.Generator) -> None:
     assert usage.tokens == sum(r.input_tokens + r.output_tokens for r in store.iter_queries(run_id="a"))
     assert usage.tokens == 12 * sum(r.ok and r.abstain_reason is None for r in store.iter_queries(run_id="a"))
     assert store.run_usage("nope").queries == 0
+
+
+def test_run_usage_adds_an_answer_or_a_failed_query() -> None:
+    # The labeler keeps its budget count as a RunUsage, the same record the store reports.
+    usage = RunUsage(2, 10, 3, 0.5).add(Answer(Label.FIRST, input_tokens=7, output_tokens=2, cost_usd=0.25))
+    assert usage == RunUsage(3, 17, 5, 0.75) and usage.tokens == 22
+    assert usage.add(None) == RunUsage(4, 17, 5, 0.75)
 
 
 def test_threads_share_a_store(tmp_path: Path, rng: np.random.Generator) -> None:
