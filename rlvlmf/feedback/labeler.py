@@ -286,14 +286,6 @@ class _Query:
     result: LabeledQuery | None = None
 
 
-@dataclass
-class _Usage:
-    queries: int = 0
-    reserved: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
-
-
 class Labeler:
     """Labels frame pairs with a backend, through the store, under budgets."""
 
@@ -327,8 +319,9 @@ class Labeler:
         self._identity = backend.identity()
         self._task_fields = tuple(getattr(backend, "task_fields", DEFAULT_TASK_FIELDS))
         self._limiter = RateLimiter(self.config.requests_per_minute)
-        prior = store.run_usage(run_id) if store is not None and run_id is not None else RunUsage()
-        self._usage = _Usage(queries=prior.queries, tokens=prior.tokens, cost_usd=prior.cost_usd)
+        # What the run has spent (its earlier rows included), and the queries started but not yet stored.
+        self._spent = store.run_usage(run_id) if store is not None and run_id is not None else RunUsage()
+        self._reserved = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -444,12 +437,10 @@ class Labeler:
                 error=error,
                 frame_hashes=query.hashes,
             )
-        self._usage.queries += 1
+        self._spent = self._spent.add(answer if error is None else None)
         if error is not None:
             query.result = self._failed(query, error)
             return
-        self._usage.tokens += answer.input_tokens + answer.output_tokens
-        self._usage.cost_usd += answer.cost_usd
         self.stats.queried += 1
         self.stats.abstains += int(answer.abstain_reason is not None)
         self.stats.input_tokens += answer.input_tokens
@@ -461,7 +452,7 @@ class Labeler:
 
     def _budget_cut(self, size: int) -> tuple[int, str | None]:
         """How many of the next ``size`` queries may start, and the budget message if cut."""
-        config, usage = self.config, self._usage
+        config, usage = self.config, self._spent
         run = f"run {self.run_id!r}" if self.run_id else "this labeler"
         where = f"; answers so far are in the store {self.store.root}" if self.store is not None else ""
         advice = f"{where}. Raise the budget or use a new run id to go on."
@@ -470,7 +461,7 @@ class Labeler:
         if config.max_cost_usd is not None and usage.cost_usd >= config.max_cost_usd:
             return 0, f"cost budget reached: ${usage.cost_usd:.4f} of max_cost_usd={config.max_cost_usd} used by {run}{advice}"
         if config.max_queries is not None:
-            left = config.max_queries - usage.queries - usage.reserved
+            left = config.max_queries - usage.queries - self._reserved
             if left < size:
                 return max(left, 0), f"query budget reached: max_queries={config.max_queries} used by {run}{advice}"
         return size, None
@@ -497,7 +488,7 @@ class Labeler:
                     slots.release()
                     break
                 chunk = chunk[:allowed]
-                self._usage.reserved += len(chunk)
+                self._reserved += len(chunk)
                 tasks.append(asyncio.create_task(self._run_chunk(chunk, slots, bar)))
                 if budget_message:
                     break
@@ -521,7 +512,7 @@ class Labeler:
                 self._commit(query, None if answers is None else answers[index], attempts, error)
             bar.update(len(chunk))
         finally:
-            self._usage.reserved -= len(chunk)
+            self._reserved -= len(chunk)
             slots.release()
 
     async def _call_with_retries(self, chunk: list[_Query]) -> tuple[list[Answer] | None, int, str | None]:
