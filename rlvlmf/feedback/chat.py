@@ -13,8 +13,8 @@ Writing a provider backend::
         family = "mine"
         key_env = ("MY_API_KEY",)
 
-        def __init__(self, model, *, base_url=None, protocol=None, timeout_s=60.0, region="eu"):
-            super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
+        def __init__(self, model, *, region="eu", **common: Unpack[ChatOptions]):
+            super().__init__(model, **common)   # base_url, protocol, timeout_s
             self.region = region          # provider option; add it to _identity_extra if it
                                           # changes answers
         async def asend(self, request: ChatRequest) -> ChatReply: ...
