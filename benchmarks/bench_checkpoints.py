@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,7 @@ def run_folder(args: argparse.Namespace) -> None:
             trainer = Trainer(config, run_dir, store_dir=Path(tmp) / f"q-{label}", export_dir=None, progress=False)
             save, spent = trainer.checkpoints.save, [0.0, 0]
 
-            def timed(*a, _save=save, _spent=spent, **k):  # type: ignore[no-untyped-def]
+            def timed(*a: Any, _save: Any = save, _spent: list[float] = spent, **k: Any) -> Any:
                 start = time.perf_counter()
                 try:
                     return _save(*a, **k)

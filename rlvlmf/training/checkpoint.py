@@ -30,7 +30,6 @@ from rlvlmf.errors import UserError
 from rlvlmf.reward.preferences import PreferenceDataset
 from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.query_pool import QueryPool
-from rlvlmf.training.state_window import StateWindow
 from rlvlmf.training.run_files import PREFERENCES_FILE
 from rlvlmf.training.segments import (
     BufferSegments,
@@ -38,12 +37,13 @@ from rlvlmf.training.segments import (
     Manifest,
     PoolSegments,
     PreferenceSegments,
-    WindowSegments,
     SegmentRef,
     SegmentStore,
+    WindowSegments,
     read_manifest,
     write_manifest,
 )
+from rlvlmf.training.state_window import StateWindow
 from rlvlmf.utils.atomic import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
