@@ -162,7 +162,8 @@ def study_sac(out: Path, presets: list[str], seeds: list[int], steps_of: dict[st
                 if who == "sb3":
                     result = train_sb3(preset, steps, seed)
                 else:
-                    result = train_ours(out / "runs" / "sac" / f"{preset}-{steps}-s{seed}", preset, steps, seed, "env", "scripted")
+                    run_dir = out / "runs" / "sac" / f"{preset}-{steps}-s{seed}"
+                    result = train_ours(run_dir, preset, steps, seed, "env", "scripted")
                 save(path, {"preset": preset, "steps": steps, "who": who, "seed": seed, **result})
                 log(f"  return {result['return']:.1f}, {result['steps_per_s']:.1f} steps/s")
 
@@ -205,7 +206,9 @@ def cached_rollouts(out: Path, preset: str, episodes: int, seed: int, frame_size
 
 
 def _inputs(data: dict[str, np.ndarray], index: np.ndarray, state_kind: str | None) -> RewardInputs:
-    states = None if state_kind is None else state_features(state_kind, data["obs"][index], data["action"][index], data["next_obs"][index])
+    states = None
+    if state_kind is not None:
+        states = state_features(state_kind, data["obs"][index], data["action"][index], data["next_obs"][index])
     return RewardInputs(data["frames"][index], states)
 
 
@@ -298,7 +301,8 @@ def _ci(values: list[float], rng: np.random.Generator) -> str:
 def sac_table(out: Path) -> list[str]:
     rows = _results(out, "sac")
     keys = sorted({(r["preset"], r["steps"]) for r in rows})
-    lines = ["| env | steps | seeds | rlvlmf return | SB3 return | rlvlmf steps/s | SB3 steps/s | rlvlmf steps/CPU-s | SB3 steps/CPU-s |",
+    lines = ["| env | steps | seeds | rlvlmf return | SB3 return | rlvlmf steps/s | SB3 steps/s "
+             "| rlvlmf steps/CPU-s | SB3 steps/CPU-s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for preset, steps in keys:
         get = {who: [r for r in rows if (r["preset"], r["steps"], r["who"]) == (preset, steps, who)] for who in ("rlvlmf", "sb3")}
@@ -313,7 +317,8 @@ def sac_table(out: Path) -> list[str]:
             text = ", ".join(fmt.format(v) for v in values)
             return f"{np.mean(values):{fmt[2:-1]}} ({text})" if len(values) > 1 else text
         seeds = sorted({r["seed"] for r in get["rlvlmf"]} & {r["seed"] for r in get["sb3"]})
-        lines.append(f"| {preset} | {steps:,} | {len(seeds)} | {cell('rlvlmf', 'return', '{:.1f}')} | {cell('sb3', 'return', '{:.1f}')} "
+        lines.append(f"| {preset} | {steps:,} | {len(seeds)} | {cell('rlvlmf', 'return', '{:.1f}')} "
+                     f"| {cell('sb3', 'return', '{:.1f}')} "
                      f"| {cell('rlvlmf', 'steps_per_s', '{:.1f}')} | {cell('sb3', 'steps_per_s', '{:.1f}')} "
                      f"| {cell('rlvlmf', 'steps_per_cpu_s', '{:.1f}')} | {cell('sb3', 'steps_per_cpu_s', '{:.1f}')} |")
     return lines if keys else ["(nothing finished yet)"]
@@ -367,7 +372,8 @@ def plots(out: Path, plot_dir: Path) -> list[str]:
         for ax, kind in zip(axes, ("image", "state")):
             for preset in sorted({r["preset"] for r in rows}):
                 pts = sorted({r["labels"] for r in rows if r["preset"] == preset and r["input"] == kind})
-                acc = [np.mean([r["accuracy"] for r in rows if (r["preset"], r["input"], r["labels"]) == (preset, kind, n)]) for n in pts]
+                acc = [np.mean([r["accuracy"] for r in rows if (r["preset"], r["input"], r["labels"]) == (preset, kind, n)])
+                       for n in pts]
                 ax.plot(pts, acc, marker="o", label=preset)
             ax.set(title=f"{kind} input", xlabel="scripted labels", xscale="log")
         axes[0].set_ylabel("held-out pairwise accuracy")
@@ -401,8 +407,13 @@ def status_lines(out: Path) -> list[str]:
     planned = {"sac": 2 * len(SAC_STEPS) * 3, "reward": len(REWARD_PRESETS) * 2 * len(LABEL_COUNTS) * 3,
                "preference": len(PREF_STEPS) * len(PREF_METHODS) * 3}
     lines = ["| study | finished units | of the full plan |", "|---|---|---|"]
+    commits: set[str] = set()
     for study, total in planned.items():
-        lines.append(f"| {study} | {len(_results(out, study))} | {total} |")
+        results = _results(out, study)
+        commits.update(str(r["commit"]) for r in results if "commit" in r)
+        lines.append(f"| {study} | {len(results)} | {total} |")
+    if commits:
+        lines += ["", f"Code: commit(s) {', '.join(sorted(commits))} (`+dirty`: with other uncommitted edits in the checkout)."]
     return lines
 
 
@@ -438,6 +449,7 @@ def write_doc(out: Path, doc: Path, plot_dir: Path, command: str) -> str:
         "Rollouts with random actions held 1-20 steps; labels from the rational B-Pref teacher on",
         "random pairs of single training steps; held-out pairwise accuracy over 20,000 random pairs of",
         "held-out steps whose true rewards differ. The preset's reward ensemble and frame size.",
+        "Each cell is one seed unless it says n=.",
         "",
         *sections["reward"],
         "",
@@ -486,8 +498,10 @@ def main(argv: list[str] | None = None) -> None:
             study_sac(out, presets_for(["pendulum"] if args.quick else sac_steps), seeds, sac_steps,
                       tuple(args.impl or ("rlvlmf", "sb3")))
         if "reward" in only:
-            counts = tuple(int(n) for n in args.labels.split(",")) if args.labels else QUICK_LABEL_COUNTS if args.quick else LABEL_COUNTS
-            study_reward(out, presets_for(REWARD_PRESETS), seeds, counts, QUICK_ROLLOUT_EPISODES if args.quick else ROLLOUT_EPISODES)
+            default_counts = QUICK_LABEL_COUNTS if args.quick else LABEL_COUNTS
+            counts = tuple(int(n) for n in args.labels.split(",")) if args.labels else default_counts
+            episodes = QUICK_ROLLOUT_EPISODES if args.quick else ROLLOUT_EPISODES
+            study_reward(out, presets_for(REWARD_PRESETS), seeds, counts, episodes)
         if "preference" in only:
             pref_steps = steps_for(QUICK_PREF_STEPS if args.quick else PREF_STEPS)
             study_preference(out, presets_for(pref_steps), seeds, pref_steps)
