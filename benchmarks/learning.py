@@ -463,6 +463,9 @@ def write_doc(out: Path, doc: Path, plot_dir: Path, command: str) -> str:
         *(f"![{name}]({rel}/{name})" for name in names),
         "",
     ])
+    notes = plot_dir / "notes.md"  # hand-written: which commands ran when, what is left
+    if notes.is_file():
+        text += "\n" + notes.read_text()
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
     return text
