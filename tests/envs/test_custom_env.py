@@ -62,7 +62,7 @@ def test_env_config_takes_its_familys_schedule_and_is_saved_whole() -> None:
     config = build_config(env=point_env.SPEC, goal=point_env.GOAL, camera="")
     walker = SCHEDULES[FAMILY_SCHEDULES["gym"]]
     assert config.preset == "" and config.env == point_env.SPEC and config.goal == point_env.GOAL
-    assert config.steps == walker["steps"] and config.sac.hidden_sizes == walker["sac"]["hidden_sizes"]
+    assert config.steps == walker["steps"] and config.sac.hidden_sizes == walker["sac"].hidden_sizes
     assert config.reward_model.state_dim == 4 + 2  # obs + action, read from the env
     assert config.task_name == "PointReach-v0" and default_run_name(config).startswith("PointReach-v0-")
     with pytest.raises(ConfigError, match="either a preset or an env"):
