@@ -35,6 +35,8 @@ import resource
 import string
 import struct
 import sys
+from collections.abc import Callable
+from typing import Any
 
 ALLOWED_MODULES = frozenset({"numpy", "math"})
 """Top-level modules generated code may import."""
@@ -322,6 +324,25 @@ def main(numpy_root: str, limits: dict) -> None:  # noqa: C901 - one linear set-
     namespace: dict = {"__builtins__": safe, "__name__": "reward_code"}
     functions: dict = {}
 
+    def load_code(source: str) -> None:
+        exec(compile(source, "<reward_code>", "exec"), namespace)  # noqa: S102
+
+    def call_function(name: str, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(functions[name](obs))
+
+    def run_foreign(call: Callable[..., Any], *args: Any, during: str = "") -> tuple[Any, str | None]:
+        """Run generated code: its result, or why it is rejected (its failure, or a forbidden operation it tried)."""
+        result, reason = None, None
+        try:
+            result = call(*args)
+        except MemoryError as exc:
+            reason = f"memory limit ({type(exc).__name__}: {exc})"
+        except BaseException as exc:  # noqa: BLE001 - any failure of foreign code is a rejection
+            reason = f"raised {type(exc).__name__}{during}: {exc}"
+        if violations:
+            reason = f"forbidden operation {violations[0]}"
+        return result, reason
+
     sys.addaudithook(hook)
     _send(proto_out, {"ok": True, "ready": True})
 
@@ -334,14 +355,7 @@ def main(numpy_root: str, limits: dict) -> None:  # noqa: C901 - one linear set-
         if header["op"] == "load":
             reason = check_source(header["code"]) if limits.get("source_check", True) else None
             if reason is None:
-                try:
-                    exec(compile(header["code"], "<reward_code>", "exec"), namespace)  # noqa: S102
-                except MemoryError as exc:
-                    reason = f"memory limit ({type(exc).__name__}: {exc})"
-                except BaseException as exc:  # noqa: BLE001 - any failure of foreign code is a rejection
-                    reason = f"raised {type(exc).__name__} while loading: {exc}"
-            if violations:
-                reason = f"forbidden operation {violations[0]}"
+                _, reason = run_foreign(load_code, header["code"], during=" while loading")
             if reason is None:
                 for name in header["names"]:
                     fn = namespace.get(name)
@@ -359,17 +373,7 @@ def main(numpy_root: str, limits: dict) -> None:  # noqa: C901 - one linear set-
         trusted[0] = True
         resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
         trusted[0] = False
-        reason = None
-        result = None
-        try:
-            result = functions[header["name"]](obs)
-            result = np.asarray(result)
-        except MemoryError as exc:
-            reason = f"memory limit ({type(exc).__name__}: {exc})"
-        except BaseException as exc:  # noqa: BLE001 - any failure of foreign code is a rejection
-            reason = f"raised {type(exc).__name__}: {exc}"
-        if violations:
-            reason = f"forbidden operation {violations[0]}"
+        result, reason = run_foreign(call_function, header["name"], obs)
         if reason is None:
             assert result is not None  # the call returned: every failure above sets a reason
             n = obs.shape[0]
