@@ -71,6 +71,22 @@ def _chat_tokenizer(image_token: str = "<image>"):
     )
 
 
+def _tiny_towers(tokenizer: Any, *, max_positions: int) -> dict[str, Any]:
+    """``text_config`` and ``vision_config`` of a tiny image-text dual encoder (CLIP, SigLIP).
+
+    Both towers are 32 wide with 2 layers of 2 heads; images are 32 px in 8 px patches.
+    """
+    layers = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    return {
+        "text_config": {
+            **layers, "vocab_size": len(tokenizer), "max_position_embeddings": max_positions,
+            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        "vision_config": {**layers, "image_size": 32, "patch_size": 8},
+    }
+
+
 def build_tiny_clip(path: str | Path, *, seed: int = 0) -> Path:
     """Write a tiny random CLIP (model + ``CLIPProcessor``) to ``path``.
 
@@ -81,17 +97,7 @@ def build_tiny_clip(path: str | Path, *, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     tokenizer = _clip_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
-        ),
-        projection_dim=16,
-    )
+    config = CLIPConfig(**_tiny_towers(tokenizer, max_positions=77), projection_dim=16)
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return _save(path, CLIPModel(config), CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer))
 
@@ -107,16 +113,7 @@ def build_tiny_siglip(path: str | Path, *, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     tokenizer = _clip_tokenizer()
-    config = SiglipConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=64,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
-        ),
-    )
+    config = SiglipConfig(**_tiny_towers(tokenizer, max_positions=64))
     image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
     return _save(path, SiglipModel(config), SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer))
 
