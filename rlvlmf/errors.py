@@ -6,6 +6,9 @@ Anything a user can fix (a typo in an env name, a missing key, a full budget) ra
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """A problem with the user's input or set-up; the message says how to fix it."""
@@ -32,3 +35,19 @@ class MissingDependencyError(UserError, ImportError):
 
 class BudgetExhausted(UserError):
     """A labeling budget (queries, tokens or dollars) was reached."""
+
+
+def did_you_mean(name: str, names: Iterable[str], *, n: int = 5) -> str:
+    """The hint an unknown-name message puts after its first sentence.
+
+    Args:
+        name: What the user typed.
+        names: The valid names.
+        n: Most suggestions.
+
+    Returns:
+        ``" Did you mean a, b?"`` with the valid names most like ``name`` (``difflib``, cutoff
+        0.5), or ``""`` when none is close.
+    """
+    close = difflib.get_close_matches(name, list(names), n=n, cutoff=0.5)
+    return f" Did you mean {', '.join(close)}?" if close else ""

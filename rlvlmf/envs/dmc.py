@@ -8,7 +8,6 @@ usual tasks) and ``terminated=True`` only when a task ends early (discount 0).
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import gymnasium as gym
@@ -16,7 +15,7 @@ import numpy as np
 
 from rlvlmf.envs.gl import ensure_gl_backend
 from rlvlmf.envs.mjrender import camera_names, make_rendering_cheap, resolve_camera
-from rlvlmf.errors import ConfigError, UnknownNameError
+from rlvlmf.errors import ConfigError, UnknownNameError, did_you_mean
 
 
 def suite_tasks() -> list[str]:
@@ -31,10 +30,8 @@ def _split_name(name: str) -> tuple[str, str]:
     """``"ball_in_cup-catch"`` -> ``("ball_in_cup", "catch")``; raise with close matches."""
     tasks = suite_tasks()
     if name not in tasks:
-        close = difflib.get_close_matches(name, tasks, n=5, cutoff=0.5)
-        hint = f" did you mean {', '.join(close)}?" if close else ""
         raise UnknownNameError(
-            f"unknown dm_control task {name!r}.{hint} Valid tasks: {', '.join(tasks)}"
+            f"unknown dm_control task {name!r}.{did_you_mean(name, tasks)} Valid tasks: {', '.join(tasks)}"
         )
     domain, task = name.split("-", 1)
     return domain, task

@@ -9,7 +9,6 @@ have no cameras. Ground truth is the env's own step reward; ``info`` is passed t
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 from rlvlmf.envs.frames import resize_frame
 from rlvlmf.envs.gl import ensure_gl_backend
 from rlvlmf.envs.mjrender import CameraSpec, camera_names, make_rendering_cheap, resolve_camera
-from rlvlmf.errors import ConfigError, MissingDependencyError, UnknownNameError
+from rlvlmf.errors import ConfigError, MissingDependencyError, UnknownNameError, did_you_mean
 
 
 class _ResizeRender(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -116,10 +115,8 @@ def make_gym_env(
     """
     env_id = _import_registering_module(env_id)
     if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownNameError(
-            f"unknown Gymnasium id {env_id!r}.{hint} See gymnasium.pprint_registry() for all ids."
+            f"unknown Gymnasium id {env_id!r}.{did_you_mean(env_id, gym.registry)} See gymnasium.pprint_registry() for all ids."
         )
     mujoco_based = _is_mujoco_env(env_id)
     if mujoco_based:

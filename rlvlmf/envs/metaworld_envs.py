@@ -12,7 +12,6 @@ With ``random_init=False`` every episode starts from the positions ``task_seed``
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import gymnasium as gym
@@ -26,7 +25,7 @@ from rlvlmf.envs.mjrender import (
     make_rendering_cheap,
     resolve_camera,
 )
-from rlvlmf.errors import ConfigError, UnknownNameError
+from rlvlmf.errors import ConfigError, UnknownNameError, did_you_mean
 
 MAX_PATH_LENGTH = 500
 """MetaWorld's own episode length."""
@@ -64,10 +63,8 @@ def canonical_name(name: str) -> str:
     short = name.removesuffix("-v3")
     names = task_names()
     if short not in names:
-        close = difflib.get_close_matches(short, names, n=5, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownNameError(
-            f"unknown MetaWorld task {name!r}.{hint} Valid tasks: {', '.join(names)}"
+            f"unknown MetaWorld task {name!r}.{did_you_mean(short, names)} Valid tasks: {', '.join(names)}"
         )
     return f"{short}-v3"
 

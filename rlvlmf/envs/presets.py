@@ -6,14 +6,13 @@ branches on an env's name.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
 from rlvlmf.envs.frames import Crop
 from rlvlmf.envs.metaworld_envs import OBSERVATION_DOC as METAWORLD_OBSERVATION_DOC
 from rlvlmf.envs.task import TaskDescription
-from rlvlmf.errors import ConfigError, UnknownNameError
+from rlvlmf.errors import ConfigError, UnknownNameError, did_you_mean
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -222,9 +221,7 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownNameError(
-            f"unknown preset {name!r}.{hint} Presets: {', '.join(PRESETS)}; or give a spec "
+            f"unknown preset {name!r}.{did_you_mean(name, PRESETS, n=3)} Presets: {', '.join(PRESETS)}; or give a spec "
             "such as dmc:<domain>-<task>, gym:<id> or metaworld:<task>"
         ) from None
