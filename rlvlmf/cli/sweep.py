@@ -50,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--steps", type=int, help="environment steps per run (default: the preset's)")
     sweep.add_argument("--out", default="runs", help="folder of the run folders (default: runs)")
     sweep.add_argument("--store", help="query store shared by all runs (default: train's default)")
-    sweep.add_argument("--method", help="method label in run names and reports (default: reward and backend; name methods that differ only by --set)")
+    sweep.add_argument(
+        "--method",
+        help="method label in run names and reports (default: reward and backend; name methods that differ only by --set)",
+    )
     sweep.add_argument("--workers", type=int, default=1, help="runs at once (default: 1)")
     sweep.add_argument("--ray", metavar="ADDRESS",
                        help="run on a Ray cluster (auto, local, ray://host:port); needs pip install 'rlvlmf[ray]'")

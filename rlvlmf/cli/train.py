@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                                stop_after=args.stop_after)
     print(json.dumps(summary.__dict__, indent=2))
     if summary.extra.get("complete"):
-        print(f"results in {summary.run_dir} ({', '.join(RunFiles(summary.run_dir).results())})")
+        print(f"results in {summary.run_dir} ({', '.join(RunFiles(Path(summary.run_dir)).results())})")
         return 0
     print(f"stopped at step {summary.steps}; continue with: rlvlmf train --resume {summary.run_dir}", flush=True)
     stopped_by = summary.extra.get("stopped_by")

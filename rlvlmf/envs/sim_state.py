@@ -60,7 +60,8 @@ def step_state(env: gym.Env) -> np.ndarray:
     mj = _mujoco(env)
     if mj is not None:
         _, data = mj
-        return np.concatenate([data.qpos, data.qvel, data.act, data.mocap_pos.ravel(), data.mocap_quat.ravel()]).astype(np.float64)
+        parts = [data.qpos, data.qvel, data.act, data.mocap_pos.ravel(), data.mocap_quat.ravel()]
+        return np.concatenate(parts).astype(np.float64)
     inner = _classic(env)
     if inner is not None:
         state = np.asarray(inner.state, np.float64).ravel()

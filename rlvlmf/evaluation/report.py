@@ -26,7 +26,7 @@ import numpy as np
 from rlvlmf.errors import ConfigError
 from rlvlmf.evaluation.runs import TRAINING_COLUMNS, Run
 from rlvlmf.evaluation.stats import Interval, bootstrap_curve, iqm, mean, stratified_bootstrap_ci
-from rlvlmf.utils.atomic import atomic_write, atomic_write_text
+from rlvlmf.utils.atomic import atomic_open, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ def build_report(runs: Sequence[Run], *, rng: np.random.Generator, reps: int = 2
         use = finished or members
         scored[(task, method)] = use
         finals = [r.final for r in use if r.final is not None]
-        successes = [p.success_rate for p in finals]
-        has_success = all(s is not None for s in successes)
+        successes = [p.success_rate for p in finals if p.success_rate is not None]
+        has_success = len(successes) == len(finals)
         labels = [r.labels for r in members if r.labels is not None]
         costs = [r.cost_usd for r in members if r.cost_usd is not None]
         accuracies = [r.label_accuracy for r in members if r.label_accuracy is not None]
@@ -269,7 +269,8 @@ def write_report(report: Report, out: str | os.PathLike[str], *, title: str = "r
     images[FINAL_IQM] = _plot_final(report, colors)
     written: dict[str, Path] = {}
     for name, png in images.items():
-        atomic_write(out_dir / name, lambda handle, data=png: handle.write(data))
+        with atomic_open(out_dir / name, "wb") as handle:
+            handle.write(png)
         written[name] = out_dir / name
     tables = markdown_tables(report)
     markdown = f"# {title}\n\n{tables}\n" + "".join(f"## {SECTION_TITLES[n]}\n\n![{SECTION_TITLES[n]}]({n})\n\n"

@@ -237,7 +237,9 @@ async def post_json(
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise BackendError(f"{provider}: bad URL {redact(url, secrets)!r}: {redact(str(exc), secrets)}") from None
     except httpx.TransportError as exc:
-        raise TransientBackendError(f"{provider}: connection failed ({type(exc).__name__}: {redact(str(exc), secrets)})") from None
+        raise TransientBackendError(
+            f"{provider}: connection failed ({type(exc).__name__}: {redact(str(exc), secrets)})"
+        ) from None
     raise_for_status(response, provider=provider, secrets=secrets, auth_hint=auth_hint)
     return decode_json_object(response, provider=provider, secrets=secrets)
 
@@ -260,7 +262,9 @@ def decode_json_object(response: httpx.Response, *, provider: str, secrets: Sequ
     except (ValueError, UnicodeDecodeError):
         snippet = redact(body[:200].decode("utf-8", "replace"), secrets)
         if body.lstrip()[:1] in (b"{", b"["):
-            raise TransientBackendError(f"{provider}: malformed JSON in the response: {snippet!r}", status=response.status_code) from None
+            raise TransientBackendError(
+                f"{provider}: malformed JSON in the response: {snippet!r}", status=response.status_code
+            ) from None
         raise BackendError(
             f"{provider}: the response is not JSON ({snippet!r}); check that the base URL points at the API",
             status=response.status_code,

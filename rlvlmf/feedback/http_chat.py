@@ -27,7 +27,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 
@@ -52,6 +52,15 @@ class HttpChatOptions(ChatOptions, total=False):
 def usage_count(value: Any) -> int:
     """A token count from a provider's usage block: a non-negative int, else 0 (absent, null, junk)."""
     return value if type(value) is int and value >= 0 else 0
+
+
+_Json = TypeVar("_Json", dict, list)
+
+
+def json_field(data: dict[str, Any], key: str, kind: type[_Json]) -> _Json:
+    """``data[key]`` when it is a ``kind`` (``dict`` or ``list``), else an empty one (absent, null, junk)."""
+    value = data.get(key)
+    return value if isinstance(value, kind) else kind()
 
 
 class HttpChatBackend(ChatBackend, abc.ABC):

@@ -286,6 +286,12 @@ class _Query:
     result: LabeledQuery | None = None
 
 
+def _result_of(query: _Query) -> LabeledQuery:
+    """The result of a query that has been through the store and the backend."""
+    assert query.result is not None, "every query is answered, failed or found in the store before results are read"
+    return query.result
+
+
 class Labeler:
     """Labels frame pairs with a backend, through the store, under budgets."""
 
@@ -372,12 +378,12 @@ class Labeler:
         results = []
         for queries in per_pair:
             if self.config.both_orders:
-                result, flipped = combine_orders(queries[0].result, queries[1].result)
+                result, flipped = combine_orders(_result_of(queries[0]), _result_of(queries[1]))
                 compared = not result.failed and (flipped or result.label is not Label.NONE)
                 self.stats.compared += int(compared)
                 self.stats.flips += int(flipped)
             else:
-                result = queries[0].result
+                result = _result_of(queries[0])
             results.append(result)
         return results
 
@@ -394,6 +400,7 @@ class Labeler:
         self._run_sync(self.backend.aclose())
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+            assert self._loop_thread is not None  # started with the loop
             self._loop_thread.join()
             self._loop.close()
             self._loop = self._loop_thread = None
@@ -418,6 +425,7 @@ class Labeler:
         return LabeledQuery(query.key, Answer(Label.NONE), False, failed=True, error=error, gt_label=ground_truth(query.pair)[0])
 
     def _write_frames(self, queries: Sequence[_Query]) -> None:
+        assert self.store is not None  # called only for a labeler with a store
         for query in queries:
             self.store.put_frame(query.pair.first, query.hashes[0])
             self.store.put_frame(query.pair.second, query.hashes[1])
@@ -441,6 +449,7 @@ class Labeler:
         if error is not None:
             query.result = self._failed(query, error)
             return
+        assert answer is not None  # no error: the backend answered
         self.stats.queried += 1
         self.stats.abstains += int(answer.abstain_reason is not None)
         self.stats.input_tokens += answer.input_tokens

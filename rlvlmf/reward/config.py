@@ -81,6 +81,11 @@ class RewardModelConfig:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
+        self._check_inputs()
+        self._check_training()
+
+    def _check_inputs(self) -> None:
+        """What the members read and their sizes."""
         if self.input not in ("image", "state", "both"):
             raise ConfigError(f"reward input must be 'image', 'state' or 'both', got {self.input!r}")
         if self.state_kind not in ("obs_action", "obs", "next_obs"):
@@ -95,6 +100,9 @@ class RewardModelConfig:
             raise ConfigError(f"reward conv_channels must be {len(CONV_KERNELS)} positive ints, got {self.conv_channels}")
         if self.hidden_sizes is not None and any(h < 1 for h in self.hidden_sizes):
             raise ConfigError(f"reward hidden_sizes must be positive, got {self.hidden_sizes}")
+
+    def _check_training(self) -> None:
+        """How the ensemble is built and fit."""
         for name in ("ensemble_size", "batch_size", "max_epochs", "capacity", "predict_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"reward {name} must be >= 1, got {getattr(self, name)}")

@@ -171,7 +171,8 @@ class RewardEnsemble(nn.Module):
         return self.member_rewards(inputs, batch_size).sum(axis=-1)
 
     # ------------------------------------------------------------------ fitting
-    def _batch_returns(self, member: RewardNet, batch: PreferenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch_returns(self, member: nn.Module, batch: PreferenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        # member: one RewardNet of self.members (a ModuleList, whose items type as plain Modules)
         """Returns ``(N,)`` of both sides, with one forward pass over both."""
         n, t = len(batch.labels), self._segment_length(batch.first)
         both = RewardInputs(
@@ -186,7 +187,10 @@ class RewardEnsemble(nn.Module):
 
     @staticmethod
     def _segment_length(inputs: RewardInputs) -> int:
-        return int(inputs.frames.shape[1] if inputs.frames is not None else inputs.states.shape[1])
+        if inputs.frames is not None:
+            return int(inputs.frames.shape[1])
+        assert inputs.states is not None  # inputs carry frames, states or both
+        return int(inputs.states.shape[1])
 
     def fit(self, dataset: PreferenceDataset, rng: np.random.Generator) -> FitReport:
         """One feedback round: up to ``max_epochs`` passes over the training labels.
@@ -242,7 +246,8 @@ class RewardEnsemble(nn.Module):
             self.eval()
         self.rounds += 1
         heldout_acc, gt_acc, label_gt_acc = self.evaluate(dataset)
-        return FitReport(epochs, loss_value, train_acc, heldout_acc, gt_acc, label_gt_acc, len(train), time.perf_counter() - start_time)
+        seconds = time.perf_counter() - start_time
+        return FitReport(epochs, loss_value, train_acc, heldout_acc, gt_acc, label_gt_acc, len(train), seconds)
 
     def evaluate(self, dataset: PreferenceDataset, max_pairs: int = 1024) -> tuple[float, float, float]:
         """Accuracies of the ensemble mean on stored labels; cost bounded by ``max_pairs``.

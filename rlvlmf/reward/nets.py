@@ -84,6 +84,7 @@ class FLSConvEncoder(nn.Module):
         self.receptive_field = receptive_field(attention_after)
         """``(size, jump, start)`` in input pixels of one attention cell's window
         (``rlvlmf.reward.config.receptive_field``)."""
+        assert self.attention.bias is not None  # Conv2d has one unless built with bias=False
         nn.init.zeros_(self.attention.weight)
         nn.init.zeros_(self.attention.bias)
 

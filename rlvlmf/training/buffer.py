@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import torch
@@ -179,7 +179,9 @@ class ReplayBuffer:
             states = state_features(state_kind, self.obs[slots], self.action[slots], self.next_obs[slots])
         return RewardInputs(frames, states)
 
-    def relabel(self, reward_fn: Callable[[RewardInputs], np.ndarray], state_kind: StateKind | None, batch_size: int = 8192) -> None:
+    def relabel(
+        self, reward_fn: Callable[[RewardInputs], np.ndarray], state_kind: StateKind | None, batch_size: int = 8192
+    ) -> None:
         """Recompute the learned reward of every filled slot, also after wrapping.
 
         Args:
@@ -253,7 +255,9 @@ class ReplayBuffer:
         return TransitionBatch(obs, action, reward, next_obs, not_done)
 
     # ------------------------------------------------------------------ persistence
-    _ARRAYS = ("obs", "next_obs", "action", "env_reward", "learned_reward", "terminated", "episode_end", "episode", "step", "frames")
+    _ARRAYS = (
+        "obs", "next_obs", "action", "env_reward", "learned_reward", "terminated", "episode_end", "episode", "step", "frames",
+    )
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every array (filled part only) and counter, as numpy arrays for ``np.savez``."""
@@ -295,7 +299,9 @@ class ReplayBuffer:
         Views into the buffer where the range does not wrap (write them out before adding more).
         """
         if not self.oldest <= start <= end <= self.total_added:
-            raise ValueError(f"positions [{start}, {end}) are not all in the buffer (it holds [{self.oldest}, {self.total_added}))")
+            raise ValueError(
+                f"positions [{start}, {end}) are not all in the buffer (it holds [{self.oldest}, {self.total_added}))"
+            )
         first = start % self.capacity
         if first + (end - start) <= self.capacity:  # no wrap: views, no copy (the writer copies to disk)
             index: slice | np.ndarray = slice(first, first + (end - start))
@@ -337,7 +343,7 @@ class ReplayBuffer:
     def save(self, path: str | Path) -> None:
         """Write the buffer atomically to an uncompressed ``.npz`` (no pickle)."""
         with atomic_open(path, "wb") as handle:
-            np.savez(handle, **self.state_dict())
+            np.savez(handle, allow_pickle=False, **self.state_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> ReplayBuffer:

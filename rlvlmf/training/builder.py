@@ -12,7 +12,7 @@ import numpy as np
 
 from rlvlmf.config import apply_overrides, from_dict, to_dict
 from rlvlmf.envs import make_env
-from rlvlmf.envs.custom import check_trainable
+from rlvlmf.envs.custom import box_spaces, check_trainable
 from rlvlmf.errors import UserError
 from rlvlmf.training.config import ClipMode, TrainConfig, default_config, parse_reward, read_reward
 from rlvlmf.training.run_files import RunFiles
@@ -86,8 +86,8 @@ def build_config(preset: str = "", overrides: list[str] | tuple[str, ...] = (), 
     try:
         if not config.preset:  # presets are known to train
             check_trainable(env, config.env)
-        obs_dim = int(np.prod(env.observation_space.shape))
-        action_dim = int(np.prod(env.action_space.shape))
+        obs_space, action_space = box_spaces(env)
+        obs_dim, action_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
     finally:
         env.close()
     state_dim = reward_state_dim(config.reward_model.state_kind, obs_dim, action_dim)

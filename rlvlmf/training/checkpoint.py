@@ -116,7 +116,7 @@ class CheckpointManager:
                 arrays.update(window_header)
             write_manifest(tmp, Manifest(buffer_refs, pool_refs, preference_refs, window_refs))
         with atomic_open(tmp / "arrays.npz", "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, allow_pickle=False, **arrays)
         with atomic_open(tmp / "state.pt", "wb") as handle:
             torch.save(torch_state, handle)
         if preferences is not None and buffer is None:

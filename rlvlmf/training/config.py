@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from rlvlmf.agents.sac import DMC_PEBBLE, METAWORLD, SACConfig
 from rlvlmf.config import from_dict
@@ -23,7 +23,6 @@ from rlvlmf.reward.config import RewardModelConfig
 from rlvlmf.reward.sampling import SAMPLING_METHODS, SamplingMethod
 from rlvlmf.reward.vlm_rewards import ClipRewardConfig
 from rlvlmf.utils.device import check_device
-
 
 # ---------------------------------------------------------------- reward modes
 # Where the reward SAC trains on comes from: a tagged config (rlvlmf.config saves it with its
@@ -218,7 +217,9 @@ class TrainConfig:
             custom_preset(self.env, self.goal, self.camera)  # one-line errors: empty goal, bad spec
         if not isinstance(self.reward, (PreferenceMode, EnvMode, ClipMode, CodeMode)):
             raise ConfigError(f"reward must be a reward mode (parse_reward reads {REWARD_FLAGS}), got {self.reward!r}")
-        for name in ("steps", "num_interact", "reward_batch", "eval_episodes", "query_pool_size", "segment_length", "update_every", "threads", "knn_k"):
+        positive = ("steps", "num_interact", "reward_batch", "eval_episodes", "query_pool_size", "segment_length",
+                    "update_every", "threads", "knn_k")
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("seed_steps", "unsup_steps", "max_feedback", "eval_every", "checkpoint_every", "query_window_episodes"):
@@ -251,7 +252,8 @@ class TrainConfig:
 # Per-preset schedules. MetaWorld and CartPole: the RL-VLM-F paper's; the other DMC tasks:
 # PEBBLE's; pendulum: a small one for quick checks. SAC sizes are the agent's presets
 # (rlvlmf.agents.sac: DMC_PEBBLE, METAWORLD).
-_METAWORLD = dict(steps=1_000_000, seed_steps=1000, unsup_steps=9000, num_interact=4000, reward_batch=40, max_feedback=20_000, eval_every=20_000)
+_METAWORLD = dict(steps=1_000_000, seed_steps=1000, unsup_steps=9000, num_interact=4000, reward_batch=40, max_feedback=20_000,
+                  eval_every=20_000)
 SCHEDULES: dict[str, dict] = {
     "cartpole-swingup": dict(steps=500_000, seed_steps=1000, unsup_steps=1000, num_interact=5000, reward_batch=50,
                              max_feedback=10_000, reward_model=dict(max_epochs=50, lr=3e-4), sac=DMC_PEBBLE),
@@ -263,7 +265,8 @@ SCHEDULES: dict[str, dict] = {
                          max_feedback=500, reward_model=dict(max_epochs=50), sac=DMC_PEBBLE),
     "pendulum": dict(steps=20_000, seed_steps=1000, unsup_steps=1000, num_interact=2000, reward_batch=20,
                      max_feedback=200, eval_every=2000, checkpoint_every=2000,
-                     reward_model=dict(max_epochs=50), sac=dataclasses.replace(DMC_PEBBLE, hidden_sizes=(256, 256), batch_size=256)),
+                     reward_model=dict(max_epochs=50),
+                     sac=dataclasses.replace(DMC_PEBBLE, hidden_sizes=(256, 256), batch_size=256)),
     "drawer-open": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=METAWORLD),
     "sweep-into": dict(**_METAWORLD, reward_model=dict(max_epochs=10, lr=3e-4), sac=METAWORLD),
     "soccer": dict(**_METAWORLD, reward_model=dict(max_epochs=5, lr=1e-4), sac=METAWORLD),
@@ -275,7 +278,7 @@ SCHEDULES: dict[str, dict] = {
 FAMILY_SCHEDULES: dict[str, str] = {"dmc": "walker-walk", "gym": "walker-walk", "metaworld": "drawer-open"}
 
 
-def default_config(preset: str = "", **overrides: object) -> TrainConfig:
+def default_config(preset: str = "", **overrides: Any) -> TrainConfig:
     """The preset's schedule as a ``TrainConfig``; keyword ``overrides`` replace top-level fields.
 
     With no preset, ``overrides`` name the env (``env``, ``goal``, optional ``camera``) and the

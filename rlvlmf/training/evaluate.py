@@ -88,7 +88,7 @@ def evaluate_policy(
                 has_success = True
                 success = success or bool(info["success"])
             if record and length % every == 0 and len(frames) < MAX_VIDEO_FRAMES:
-                frames.append(env.render())
+                frames.append(np.asarray(env.render()))
             done = terminated or truncated
         returns.append(total)
         lengths.append(length)

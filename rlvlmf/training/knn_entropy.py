@@ -92,7 +92,9 @@ class KNNStateEntropy:
         """
         self.device = as_device(device)
         if k < 1 or reference_size <= k or chunk_size < 1:
-            raise ConfigError(f"k-NN entropy needs k >= 1, reference_size > k, chunk_size >= 1; got {k}, {reference_size}, {chunk_size}")
+            raise ConfigError(
+                f"k-NN entropy needs k >= 1, reference_size > k, chunk_size >= 1; got {k}, {reference_size}, {chunk_size}"
+            )
         self.k, self.reference_size, self.chunk_size = k, reference_size, chunk_size
         self.stats = RunningMeanStd()
 

@@ -38,31 +38,30 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rlvlmf.agents.sac import SAC
-from rlvlmf.training.buffer import ReplayBuffer
-from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.config import parse_options
-from rlvlmf.envs import make_env
-from rlvlmf.envs import sim_state
+from rlvlmf.envs import make_env, sim_state
+from rlvlmf.envs.custom import box_spaces
 from rlvlmf.envs.frames import resize_frame
 from rlvlmf.errors import BudgetExhausted, UserError
-from rlvlmf.training.evaluate import evaluate_policy
 from rlvlmf.feedback.base import FramePair, Label
 from rlvlmf.feedback.labeler import Labeler
 from rlvlmf.feedback.registry import make_backend
 from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
-from rlvlmf.training.metrics import MetricsLogger
-from rlvlmf.training.query_pool import QueryPool
-from rlvlmf.training.state_window import StateWindow
 from rlvlmf.reward.ensemble import RewardEnsemble
-from rlvlmf.reward.inputs import RewardInputs
 from rlvlmf.reward.preferences import UNKNOWN_LABEL, PreferenceDataset
 from rlvlmf.reward.sampling import SegmentPairs, select_queries
-from rlvlmf.training.knn_entropy import KNNStateEntropy
-from rlvlmf.training.reward_sources import FrameRewardSource, make_frame_reward_source
+from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.builder import load_config, reward_state_dim, save_config
+from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.training.config import EnvMode, TrainConfig
 from rlvlmf.training.eta import PhaseTimes, evals_left, format_duration, rounds_left
+from rlvlmf.training.evaluate import evaluate_policy
+from rlvlmf.training.knn_entropy import KNNStateEntropy
+from rlvlmf.training.metrics import MetricsLogger
+from rlvlmf.training.query_pool import QueryPool
+from rlvlmf.training.reward_sources import FrameRewardSource, make_frame_reward_source
 from rlvlmf.training.run_files import RunFiles
+from rlvlmf.training.state_window import StateWindow
 from rlvlmf.training.stop import StopRequest
 from rlvlmf.utils.atomic import atomic_write_text
 from rlvlmf.utils.device import resolve_device
@@ -123,10 +122,11 @@ class Trainer:
         self.eval_env = make_env(config.env_preset)
         self.task = self.env.get_wrapper_attr("task")
         self.preset = self.env.get_wrapper_attr("preset")
-        obs_dim = int(np.prod(self.env.observation_space.shape))
-        action_dim = int(np.prod(self.env.action_space.shape))
-        self.action_low = self.env.action_space.low.astype(np.float32)
-        self.action_high = self.env.action_space.high.astype(np.float32)
+        obs_space, action_space = box_spaces(self.env)
+        obs_dim = int(np.prod(obs_space.shape))
+        action_dim = int(np.prod(action_space.shape))
+        self.action_low = action_space.low.astype(np.float32)
+        self.action_high = action_space.high.astype(np.float32)
 
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
@@ -266,12 +266,14 @@ class Trainer:
         config = self.config
         in_pool = self.pool is not None and self.pool.offer(self.rng)
         needs_small = self.buffer.frames is not None or (self.frame_reward is not None and self.frame_reward.needs_frames)
-        frame = self.env.render() if (in_pool or needs_small) else None
+        frame = np.asarray(self.env.render()) if (in_pool or needs_small) else None
         small = None
         if self.buffer.frames is not None:
+            assert frame is not None  # needs_small: drawn above
             small = resize_frame(frame, config.reward_model.frame_size)
         slot = self.buffer.add(obs, action, env_reward, next_obs, terminated, truncated, small)
-        if in_pool:
+        if in_pool and self.pool is not None:
+            assert frame is not None  # in_pool: drawn above
             self.pool.put(slot, frame)
         if self.window is not None:
             first_step = not self.window.in_episode
@@ -290,12 +292,15 @@ class Trainer:
 
     def _feedback_due(self) -> bool:
         c, cfg = self.counters, self.config
+        candidates = self.window if self.window is not None else self.pool
         return (self.labeler is not None and c.step >= c.next_feedback and c.queries < cfg.max_feedback
-                and len(self.window if self.window is not None else self.pool) >= 2)
+                and candidates is not None and len(candidates) >= 2)
 
     def _feedback_round(self) -> None:
         """Sample pairs -> label (store first) -> fit the ensemble -> relabel the buffer."""
         config, counters = self.config, self.counters
+        # Rounds are due only with a labeler, which comes with the ensemble and its dataset.
+        assert self.labeler is not None and self.preferences is not None and self.ensemble is not None
         started = time.perf_counter()
         num = min(config.reward_batch, config.max_feedback - counters.queries)
         pairs = self._sample_pairs(num)
@@ -348,7 +353,9 @@ class Trainer:
             "feedback/failed": len(results) - len(answered),
             "feedback/from_store": sum(r.from_store for r in results),
             "feedback/cost_usd": stats.cost_usd,
-            "feedback/round_label_accuracy": (np.mean([r.label == r.gt_label for r in with_gt]) if with_gt else float("nan")),
+            "feedback/round_label_accuracy": (
+                float(np.mean([r.label == r.gt_label for r in with_gt])) if with_gt else float("nan")
+            ),
             "reward/epochs": report.epochs,
             "reward/loss": report.loss,
             "reward/train_acc": report.train_acc,
@@ -358,8 +365,12 @@ class Trainer:
             "reward/fit_seconds": report.seconds,
             "feedback/round_seconds": time.perf_counter() - started,
         }
-        self.metrics.log(counters.step, self._last_fit)
+        self._log_metrics(self._last_fit)
         self._log_round()
+
+    def _log_metrics(self, row: dict[str, float]) -> None:
+        assert self.metrics is not None, "run() opens the metrics log before the first step"
+        self.metrics.log(self.counters.step, row)
 
     def _log_round(self) -> None:
         """One line per feedback round, for logs without a progress bar (and sweeps)."""
@@ -381,6 +392,7 @@ class Trainer:
         if self.window is not None:
             candidates = self.window.episode_slots(buf.capacity, buf.total_added)
         else:
+            assert self.pool is not None  # no query window: the pool keeps the candidates
             _, slots = self.pool.valid()
             # A pooled step makes a candidate segment if its episode has T steps up to it.
             ok = buf.step[slots] >= T - 1
@@ -388,11 +400,12 @@ class Trainer:
         if sum(max(len(c) - T + 1, 0) for c in candidates) < 2:
             return SegmentPairs(np.zeros((0, T), np.int64), np.zeros((0, T), np.int64))
         member_returns = None
+        ensemble = self.ensemble
         # An untrained ensemble's disagreement is noise: the first round is uniform.
-        if self.config.sampling != "uniform" and self.ensemble is not None and self.ensemble.rounds > 0:
+        if self.config.sampling != "uniform" and ensemble is not None and ensemble.rounds > 0:
             def member_returns(pairs: SegmentPairs) -> tuple[np.ndarray, np.ndarray]:
-                first = self.ensemble.member_rewards(buf.reward_inputs(pairs.first, self.state_kind)).sum(-1)
-                second = self.ensemble.member_rewards(buf.reward_inputs(pairs.second, self.state_kind)).sum(-1)
+                first = ensemble.member_rewards(buf.reward_inputs(pairs.first, self.state_kind)).sum(-1)
+                second = ensemble.member_rewards(buf.reward_inputs(pairs.second, self.state_kind)).sum(-1)
                 return first, second
         method = self.config.sampling if member_returns is not None else "uniform"
         pairs = select_queries(method, candidates, num, T, self.rng, member_returns=member_returns, frames=buf.frames)
@@ -406,10 +419,13 @@ class Trainer:
         if self.window is not None:
             frames = self._render_past(np.concatenate([pairs.first[:, -1], pairs.second[:, -1]]))
             return frames[: len(pairs)], frames[len(pairs):]
+        assert self.pool is not None  # no query window: the pool keeps the frames
         positions, slots = self.pool.valid()
+        pooled = self.pool.frames
+        assert pooled is not None  # pairs were drawn from pooled steps, so frames went in
         where = dict(zip(slots.tolist(), positions.tolist()))
-        first = self.pool.frames[[where[int(s)] for s in pairs.first[:, -1]]]
-        second = self.pool.frames[[where[int(s)] for s in pairs.second[:, -1]]]
+        first = pooled[[where[int(s)] for s in pairs.first[:, -1]]]
+        second = pooled[[where[int(s)] for s in pairs.second[:, -1]]]
         return first, second
 
     def _render_past(self, slots: np.ndarray) -> np.ndarray:
@@ -421,6 +437,7 @@ class Trainer:
         if not self._render_env_ready:
             self.eval_env.reset(seed=0)  # wrappers refuse to render before the first reset
             self._render_env_ready = True
+        assert self.window is not None  # past steps are drawn again only from the query window
         frames: list[np.ndarray] = []
         for episode, step in self.window.states_of(slots, self.buffer.capacity, self.buffer.total_added):
             sim_state.restore(self.eval_env, episode, step)
@@ -429,13 +446,13 @@ class Trainer:
 
     def _sac_update(self) -> None:
         config, counters = self.config, self.counters
-        unsupervised = self.entropy is not None and counters.step < config.seed_steps + config.unsup_steps
+        entropy = self.entropy if counters.step < config.seed_steps + config.unsup_steps else None
         slots = self.buffer.sample_slots(config.sac.batch_size, self.rng)
         # On a GPU the batch goes over in one pinned copy; on the CPU the plain path is kept.
         device = None if self.device.type == "cpu" else self.device
         batch = self.buffer.batch(slots, reward="env" if isinstance(config.reward, EnvMode) else "learned", device=device)
-        if unsupervised:
-            batch = batch._replace(reward=self.entropy.reward(self.buffer.observations, slots, self.rng))
+        if entropy is not None:  # unsupervised pre-training: the state-entropy bonus is the reward
+            batch = batch._replace(reward=entropy.reward(self.buffer.observations, slots, self.rng))
         self._last_losses = self.agent.update(batch)
         counters.updates += 1
 
@@ -447,7 +464,7 @@ class Trainer:
         if "success" in info:
             row["train/success"] = float(info["success"])
         row.update({f"sac/{k}": v for k, v in self._last_losses.items()})  # the episode's last update
-        self.metrics.log(counters.step, row)
+        self._log_metrics(row)
         postfix = {"return": f"{self._episode_return:.1f}", "labels": counters.labels}
         if self._last_fit:
             postfix["label_acc"] = f"{self._last_fit['reward/label_gt_acc']:.2f}"
@@ -466,7 +483,7 @@ class Trainer:
         row = {"eval/return_mean": result.return_mean, "eval/return_std": float(np.std(result.returns))}
         if result.success_rate is not None:
             row["eval/success_rate"] = result.success_rate
-        self.metrics.log(counters.step, row)
+        self._log_metrics(row)
         while counters.next_eval <= counters.step:
             counters.next_eval += config.eval_every if config.eval_every else config.steps
         self._last_eval = result
@@ -605,8 +622,9 @@ class Trainer:
         self.eval_env.close()
 
 
-def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, checkpoint: str | None = None,
-                 store_dir: str | Path = DEFAULT_STORE_DIR, export_dir: str | Path | None = "reward_models", progress: bool = True,
+def run_training(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False,
+                 checkpoint: str | None = None, store_dir: str | Path = DEFAULT_STORE_DIR,
+                 export_dir: str | Path | None = "reward_models", progress: bool = True,
                  stop_after: int | None = None) -> RunSummary:
     """Train one run in ``run_dir``, or continue it from its latest checkpoint.
 
@@ -632,6 +650,7 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, resume: bool = Fal
     files = RunFiles(run_dir)
     if resume:
         config = load_config(run_dir)
+    assert config is not None, "a new run needs its config; only a resume reads it from the run folder"
     # One process per run folder. A folder that does not exist yet is made (and locked) only
     # after every check has passed, so a start that fails leaves nothing behind.
     lock = ProcessLock(files.lock, f"run folder {run_dir}")

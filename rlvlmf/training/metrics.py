@@ -27,7 +27,7 @@ class MetricsLogger:
     """
 
     def __init__(self, run_dir: str | Path, *, resume_step: int | None = None, tensorboard: bool = True) -> None:
-        self.path = RunFiles(run_dir).metrics
+        self.path = RunFiles(Path(run_dir)).metrics
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._columns: list[str] = ["step"]
         self._rows: list[dict[str, Any]] = []
@@ -41,7 +41,7 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(RunFiles(run_dir).tensorboard), purge_step=resume_step)
+            self._writer = SummaryWriter(log_dir=str(RunFiles(Path(run_dir)).tensorboard), purge_step=resume_step)
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         """Record ``values`` at ``step``."""

@@ -11,8 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
-from rlvlmf.envs.task import TaskDescription
 from rlvlmf.codegen.sandbox import SandboxRejected
+from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, UserError
 from rlvlmf.reward.vlm_rewards import ClipRewardConfig
 from rlvlmf.training.config import ClipMode, CodeMode, TrainConfig
@@ -44,6 +44,7 @@ class ClipFrameReward:
         self.reward = ClipReward(ClipScorer(mode.model), task, config)
 
     def __call__(self, frames: np.ndarray | None, next_obs: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        assert frames is not None  # needs_frames: the loop draws a frame every step for this source
         return self.reward(frames)
 
     def close(self) -> None:

@@ -84,7 +84,7 @@ class SegmentStore:
         # and must not replace a file that a newer checkpoint still lists.
         name = f"{kind}-{start:012d}-{end:012d}-{secrets.token_hex(4)}.npz"
         with atomic_open(self.root / name, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, allow_pickle=False, **arrays)
         return SegmentRef(name, kind, start, end, (self.root / name).stat().st_size)
 
     def read(self, ref: SegmentRef) -> dict[str, np.ndarray]:

@@ -126,7 +126,9 @@ def test_expand_grid_orders_seeds_outermost_and_builds_each_runs_config(tmp_path
     assert [(s.seed, s.preset) for s in specs] == [(0, "pendulum"), (0, POINT.name), (1, "pendulum"), (1, POINT.name)]
     assert specs[0].run_dir.parent == tmp_path.resolve()
     config = specs[0].train_config()
-    assert (config.preset, config.seed, config.steps, config.reward.flag, config.backend) == ("pendulum", 0, 50, "preference", "scripted")
+    assert (config.preset, config.seed, config.steps, config.reward.flag, config.backend) == (
+        "pendulum", 0, 50, "preference", "scripted"
+    )
     assert config.labeler.max_queries == 7
     point = specs[3].train_config()
     assert (point.preset, point.env, point.goal, point.seed) == ("", POINT.env, POINT.goal, 1)

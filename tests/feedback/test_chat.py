@@ -26,7 +26,8 @@ class RecordingChat(ChatBackend):
     family = "recording"
 
     def __init__(self, model: str = "recorder", *, base_url: str | None = None, protocol: ProtocolConfig | None = None,
-                 timeout_s: float = 60.0, answer: Callable[[Sequence[ChatMessage], Sequence[str] | None], ChatReply] | None = None,
+                 timeout_s: float = 60.0,
+                 answer: Callable[[Sequence[ChatMessage], Sequence[str] | None], ChatReply] | None = None,
                  flavour: str = "plain", retries: int = 0) -> None:
         super().__init__(model, base_url=base_url, protocol=protocol, timeout_s=timeout_s)
         self.answer = answer or _default_answer

@@ -13,7 +13,7 @@ import pytest
 
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import ConfigError, MissingDependencyError, UserError
-from rlvlmf.feedback.backends.clip import ClipBackend, ClipConfig, ClipScorer, preference_from_scores
+from rlvlmf.feedback.backends.clip import ClipBackend, ClipConfig, preference_from_scores
 from rlvlmf.feedback.base import FramePair, Label
 from rlvlmf.feedback.labeler import Labeler, LabelerConfig
 from rlvlmf.feedback.store import QueryStore

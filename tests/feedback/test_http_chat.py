@@ -16,7 +16,7 @@ from rlvlmf.feedback.backends.openai import OpenAIBackend
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatBackend, ChatMessage, ChatOptions, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
+from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, json_field, usage_count
 from rlvlmf.testing.json_server import ScriptedJSONServer
 from rlvlmf.testing.openai_server import FakeResponse, RecordedRequest
 
@@ -109,6 +109,13 @@ def test_the_endpoint_names_the_family_and_key_variables() -> None:
 def test_the_official_host_covers_its_subdomains_only() -> None:
     assert EchoChat.api.is_official("https://echo.invalid/v1") and EchoChat.api.is_official("https://EU.echo.invalid")
     assert not EchoChat.api.is_official("https://notecho.invalid") and not EchoChat.api.is_official("http://127.0.0.1:9")
+
+
+def test_json_field_gives_the_kind_asked_for_or_an_empty_one() -> None:
+    data = {"usage": {"n": 1}, "parts": [1], "junk": "x", "null": None}
+    assert json_field(data, "usage", dict) == {"n": 1} and json_field(data, "parts", list) == [1]
+    assert [json_field(data, key, dict) for key in ("parts", "junk", "null", "absent")] == [{}, {}, {}, {}]
+    assert json_field(data, "usage", list) == []
 
 
 def test_usage_counts_are_non_negative_ints_or_zero() -> None:

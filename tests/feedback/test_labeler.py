@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 from rlvlmf.envs.task import TaskDescription
 from rlvlmf.errors import BudgetExhausted, ConfigError
-from rlvlmf.feedback.base import Answer, BackendError, Label, TransientBackendError
+from rlvlmf.feedback.base import Answer, Label, TransientBackendError
 from rlvlmf.feedback.labeler import (
     OFFLINE_ERROR,
     POSITION_FLIP,

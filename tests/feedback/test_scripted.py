@@ -113,7 +113,8 @@ def test_identity_carries_every_noise_parameter() -> None:
     }
     # A rational teacher's answers do not depend on its seed, so neither does its identity.
     assert ScriptedTeacher(seed=1).identity() == ScriptedTeacher(seed=2).identity()
-    assert ScriptedTeacher(TeacherConfig(eps_mistake=0.1), seed=1).identity() != ScriptedTeacher(TeacherConfig(eps_mistake=0.1), seed=2).identity()
+    noisy = TeacherConfig(eps_mistake=0.1)
+    assert ScriptedTeacher(noisy, seed=1).identity() != ScriptedTeacher(noisy, seed=2).identity()
 
 
 def test_spec_presets_and_options() -> None:

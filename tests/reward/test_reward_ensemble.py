@@ -134,7 +134,9 @@ def test_state_ensemble_recovers_linear_reward(rng: np.random.Generator, segment
 
 def test_both_inputs_and_early_stopping(rng: np.random.Generator) -> None:
     """A frame+state model trains, and early stopping ends the round before max_epochs."""
-    config = RewardModelConfig(input="both", frame_size=SIZE, state_dim=2, hidden_sizes=(32,), max_epochs=50, early_stop_acc=0.8, lr=1e-3)
+    config = RewardModelConfig(
+        input="both", frame_size=SIZE, state_dim=2, hidden_sizes=(32,), max_epochs=50, early_stop_acc=0.8, lr=1e-3
+    )
     first, second, labels = image_pairs(rng, 100)
     n = len(labels)
     first = first._replace(states=rng.normal(size=(n, 1, 2)).astype(np.float32))
@@ -149,7 +151,9 @@ def test_both_inputs_and_early_stopping(rng: np.random.Generator) -> None:
 
 def test_no_preference_trains_towards_equal_rewards(rng: np.random.Generator) -> None:
     """Pairs labelled -1 pull the two returns together; with "drop" they are ignored."""
-    config = RewardModelConfig(input="state", state_dim=3, hidden_sizes=(32,), max_epochs=200, early_stop_acc=1.0, lr=3e-3, batch_size=64)
+    config = RewardModelConfig(
+        input="state", state_dim=3, hidden_sizes=(32,), max_epochs=200, early_stop_acc=1.0, lr=3e-3, batch_size=64
+    )
     n = 64
     first = RewardInputs(None, rng.normal(size=(n, 1, 3)).astype(np.float32))
     second = RewardInputs(None, first.states + np.float32(2.0))  # a constant shift the model could easily tell apart
@@ -238,8 +242,10 @@ def test_bfloat16_fit_on_an_explicit_device_gives_finite_losses(rng: np.random.G
                                encoder="fls", conv_channels=(4, 4, 4, 4))
     dataset = PreferenceDataset(1000)
     n = 32
-    pairs = [RewardInputs(rng.integers(0, 255, (n, 1, SIZE, SIZE, 3), dtype=np.uint8), rng.normal(size=(n, 1, 2)).astype(np.float32))
-             for _ in range(2)]
+    pairs = [
+        RewardInputs(rng.integers(0, 255, (n, 1, SIZE, SIZE, 3), dtype=np.uint8), rng.normal(size=(n, 1, 2)).astype(np.float32))
+        for _ in range(2)
+    ]
     dataset.add(pairs[0], pairs[1], rng.integers(0, 2, n), rng)
     report = RewardEnsemble(config, device="cpu").fit(dataset, rng)
     assert report.epochs >= 1 and np.isfinite(report.loss)

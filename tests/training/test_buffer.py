@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlvlmf.training.buffer import ReplayBuffer, bytes_per_transition
 from rlvlmf.errors import UserError
 from rlvlmf.reward.inputs import RewardInputs
+from rlvlmf.training.buffer import ReplayBuffer, bytes_per_transition
 
 
 def fill(buffer: ReplayBuffer, steps: int, episode_length: int, rng: np.random.Generator) -> None:

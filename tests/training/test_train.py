@@ -50,7 +50,8 @@ def test_short_run_writes_every_artefact(tmp_path: Path) -> None:
     for name in ("config.json", "metrics.csv", "eval.jsonl", "summary.json", "reward_model.pt", "preferences.npz"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tensorboard").glob("events.*"))
-    assert [p.name for p in sorted((run_dir / "videos").glob("*.gif"))] == ["eval_00000400.gif", "eval_00000800.gif", "eval_00001000.gif"]
+    videos = [p.name for p in sorted((run_dir / "videos").glob("*.gif"))]
+    assert videos == ["eval_00000400.gif", "eval_00000800.gif", "eval_00001000.gif"]
     assert (tmp_path / "rm" / "tiny.pt").is_file()
     assert CheckpointManager(run_dir / "checkpoints").latest() == "step_000001000"
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -95,7 +96,9 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path) 
     assert list(resumed_rows[0]) == list(straight_rows[0]) and len(resumed_rows) == len(straight_rows) > 5
     varying = {c for c in straight_rows[0] if "seconds" in c or c.startswith("time/") or c == "feedback/from_store"}
     for resumed_row, straight_row in zip(resumed_rows, straight_rows):
-        assert {k: v for k, v in resumed_row.items() if k not in varying} == {k: v for k, v in straight_row.items() if k not in varying}
+        assert {k: v for k, v in resumed_row.items() if k not in varying} == {
+            k: v for k, v in straight_row.items() if k not in varying
+        }
 
 
 def _metric_rows(run_dir: Path) -> list[dict[str, str]]:

@@ -24,7 +24,7 @@ from typing import Any
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatMessage, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend, usage_count
+from rlvlmf.feedback.http_chat import HttpChatBackend, json_field, usage_count
 from rlvlmf.feedback.images import to_base64_png
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -106,7 +106,8 @@ def _message(message: ChatMessage) -> dict[str, Any]:
         if isinstance(part, str):
             content.append({"type": "text", "text": part})
         else:
-            content.append({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": to_base64_png(part)}})
+            source = {"type": "base64", "media_type": "image/png", "data": to_base64_png(part)}
+            content.append({"type": "image", "source": source})
     return {"role": message.role, "content": content}
 
 
@@ -138,8 +139,9 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
     content = data.get("content")
     if not isinstance(content, list):
         raise BackendError(f"anthropic: response has no content (keys: {sorted(data)[:10]})")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    input_tokens = sum(usage_count(usage.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    usage = json_field(data, "usage", dict)
+    input_keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    input_tokens = sum(usage_count(usage.get(k)) for k in input_keys)
     stop = data.get("stop_reason")
     meta = {k: v for k, v in (("model", data.get("model")), ("stop_reason", stop), ("id", data.get("id"))) if isinstance(v, str)}
     blocks = [b for b in content if isinstance(b, dict)]

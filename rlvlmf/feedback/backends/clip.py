@@ -93,7 +93,6 @@ class ClipScorer:
     """
 
     def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 32) -> None:
-        import torch
         from transformers import AutoModel, AutoProcessor
 
         self.model_path = model_path
@@ -178,7 +177,9 @@ class ClipScorer:
         with torch.inference_mode():
             for start in range(0, len(frames), self.batch_size):
                 inputs = self.processor(images=frames[start:start + self.batch_size], return_tensors="pt")
-                inputs = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device) for k, v in inputs.items()}
+                inputs = {
+                    k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device) for k, v in inputs.items()
+                }
                 chunks.append(_normalise(_features(self.model.get_image_features(**inputs))))
         return torch.cat(chunks)
 

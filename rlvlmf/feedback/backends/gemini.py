@@ -29,7 +29,7 @@ import httpx
 from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.chat import ChatMessage, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
+from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, json_field, usage_count
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -87,7 +87,9 @@ class GeminiBackend(HttpChatBackend):
         **common: Unpack[HttpChatOptions],
     ) -> None:
         if thinking_budget < -1:
-            raise ConfigError(f"gemini: thinking_budget must be -1 (model default), 0 (off) or a token count, got {thinking_budget}")
+            raise ConfigError(
+                f"gemini: thinking_budget must be -1 (model default), 0 (off) or a token count, got {thinking_budget}"
+            )
         model = model.strip().removeprefix("models/") if model else model
         super().__init__(model, **common)
         self.thinking_budget = thinking_budget
@@ -147,12 +149,12 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
     Thought-summary parts are left out of the text; thinking tokens are billed as output.
     Blocked prompts, withheld candidates and empty responses become ``refusal``s.
     """
-    usage = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
+    usage = json_field(data, "usageMetadata", dict)
     input_tokens = usage_count(usage.get("promptTokenCount"))
     output_tokens = usage_count(usage.get("candidatesTokenCount")) + usage_count(usage.get("thoughtsTokenCount"))
     meta: dict[str, Any] = {k: data[k] for k in ("modelVersion", "responseId") if isinstance(data.get(k), str)}
-    feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
-    candidates = data.get("candidates") if isinstance(data.get("candidates"), list) else []
+    feedback = json_field(data, "promptFeedback", dict)
+    candidates = json_field(data, "candidates", list)
     candidate = candidates[0] if candidates and isinstance(candidates[0], dict) else None
 
     def refused(reason: str) -> ChatReply:
@@ -166,8 +168,8 @@ def parse_response(data: dict[str, Any]) -> ChatReply:
     finish = candidate.get("finishReason")
     if isinstance(finish, str):
         meta["finish_reason"] = finish
-    content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
-    parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+    content = json_field(candidate, "content", dict)
+    parts = json_field(content, "parts", list)
     text = "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought"))
     if finish in BLOCKING_FINISH_REASONS:
         return refused(f"finish reason {finish}")

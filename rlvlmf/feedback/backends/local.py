@@ -10,8 +10,8 @@ import importlib.util
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from rlvlmf.errors import MissingDependencyError, UserError
 

@@ -28,7 +28,7 @@ from rlvlmf.errors import ConfigError
 from rlvlmf.feedback.base import BackendError
 from rlvlmf.feedback.chat import ChatMessage, ChatReply, ChatRequest
 from rlvlmf.feedback.http import ApiEndpoint
-from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, usage_count
+from rlvlmf.feedback.http_chat import HttpChatBackend, HttpChatOptions, json_field, usage_count
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -94,11 +94,14 @@ class OpenAIBackend(HttpChatBackend):
         if image_detail not in ("", "low", "high", "auto"):
             raise ConfigError(f"openai: image_detail {image_detail!r} is not valid; use low, high or auto")
         if max_tokens_field not in ("", "max_tokens", "max_completion_tokens"):
-            raise ConfigError(f"openai: max_tokens_field {max_tokens_field!r} is not valid; use max_tokens or max_completion_tokens")
+            raise ConfigError(
+                f"openai: max_tokens_field {max_tokens_field!r} is not valid; use max_tokens or max_completion_tokens"
+            )
         super().__init__(model, **common)
         self.image_detail = image_detail
         self.logprobs = logprobs
-        self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if ENDPOINT.is_official(self.base_url) else "max_tokens")
+        default_field = "max_completion_tokens" if ENDPOINT.is_official(self.base_url) else "max_tokens"
+        self.max_tokens_field = max_tokens_field or default_field
 
     def _endpoint(self, base_url: str) -> str:
         return f"{base_url}/chat/completions"
@@ -174,7 +177,7 @@ def _reply(data: dict[str, Any]) -> ChatReply:
     if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)):
         raise BackendError(f"openai: response has no choices (keys: {sorted(data)[:10]})")
     choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = json_field(choice, "message", dict)
     content = message.get("content")
     if isinstance(content, list):  # some servers return content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -183,8 +186,9 @@ def _reply(data: dict[str, Any]) -> ChatReply:
     refusal = message.get("refusal")
     if not (isinstance(refusal, str) and refusal.strip()):
         refusal = "content filter" if finish == "content_filter" and not text.strip() else None
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    meta = {k: v for k, v in (("model", data.get("model")), ("finish_reason", finish), ("system_fingerprint", data.get("system_fingerprint"))) if isinstance(v, str)}
+    usage = json_field(data, "usage", dict)
+    fields = (("model", data.get("model")), ("finish_reason", finish), ("system_fingerprint", data.get("system_fingerprint")))
+    meta = {k: v for k, v in fields if isinstance(v, str)}
     return ChatReply(
         text=text,
         input_tokens=usage_count(usage.get("prompt_tokens")),

@@ -145,6 +145,7 @@ def teacher_answer(
         p_second = 1.0 if second_disc > first_disc else 0.0 if second_disc < first_disc else 0.5
         label = Label.SECOND if p_second == 1.0 else Label.FIRST if p_second == 0.0 else Label.NONE
     else:
+        assert config.beta is not None  # not rational: beta > 0
         p_second = float(1.0 / (1.0 + np.exp(-config.beta * (second_disc - first_disc))))
         label = Label.SECOND if rng.random() < p_second else Label.FIRST
     if config.eps_mistake > 0:
@@ -227,14 +228,16 @@ class ScriptedTeacher(Backend):
         Raises:
             BackendError: A pair carries no rewards (not retryable).
         """
+        rewards: list[tuple[np.ndarray, np.ndarray]] = []
         for index, pair in enumerate(pairs):
             if pair.first_rewards is None or pair.second_rewards is None:
                 raise BackendError(
                     f"scripted teacher needs ground-truth rewards, but pair {index} has none "
                     "(FramePair.first_rewards/second_rewards); use a VLM backend for frames without rewards"
                 )
+            rewards.append((pair.first_rewards, pair.second_rewards))
         with self._lock:
-            sums = [float(np.sum(r)) for pair in pairs for r in (pair.first_rewards, pair.second_rewards)]
+            sums = [float(np.sum(r)) for both in rewards for r in both]
             if sums:
                 lo, hi = min(sums), max(sums)
                 if self._seen is not None:
@@ -242,8 +245,8 @@ class ScriptedTeacher(Backend):
                 self._seen = (lo, hi)
             return_range = self.config.return_range or self._seen or (0.0, 0.0)
             answers = []
-            for pair in pairs:
-                answer = teacher_answer(pair.first_rewards, pair.second_rewards, self.config, return_range, self._rng)
+            for first_rewards, second_rewards in rewards:
+                answer = teacher_answer(first_rewards, second_rewards, self.config, return_range, self._rng)
                 answer.meta["return_range"] = list(return_range)
                 answers.append(answer)
             return answers
