@@ -47,6 +47,11 @@ def proc_status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under ``folder`` (0 if it does not exist)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.exists() else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="drawer-open")
@@ -92,6 +97,7 @@ def main() -> None:
             prefs = trainer.preferences
             counters = trainer.counters
             trainer.close()
+            run_bytes, store_bytes = folder_bytes(run_dir), folder_bytes(Path(tmp) / "queries")
         elapsed = time.perf_counter() - started
 
     done, _, hwm = samples[-1]
@@ -105,6 +111,8 @@ def main() -> None:
     for step, rss, peak in samples[:: max(1, len(samples) // 12)] + samples[-1:]:
         print(f"  step {step:>7}: VmRSS {rss / 2**20:6.2f} GiB, VmHWM {peak / 2**20:6.2f} GiB")
     print(f"measured peak RSS (VmHWM) at step {done}: {hwm / 2**20:.2f} GiB")
+    print(f"disk at the end: run folder (checkpoints, metrics, videos) {run_bytes / 2**30:.2f} GiB; "
+          f"query store {store_bytes / 2**20:.1f} MiB")
     if not finished and len(samples) >= 4:
         tail = np.array(samples[len(samples) // 2:], dtype=np.float64)
         slope_kib = np.polyfit(tail[:, 0], tail[:, 1], 1)[0]
