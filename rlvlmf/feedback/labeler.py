@@ -27,6 +27,7 @@ when both orders agree, else it is ``Label.NONE`` with ``abstain_reason="positio
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Coroutine, Sequence
@@ -342,6 +343,15 @@ class Labeler:
         """
         return self._run_sync(self.alabel(pairs))
 
+    def submit(self, pairs: Sequence[FramePair]) -> concurrent.futures.Future[list[LabeledQuery]]:
+        """Start labelling pairs on the labeler's event-loop thread and return at once.
+
+        ``future.result()`` gives what ``label`` would (and raises ``BudgetExhausted`` the same
+        way); training goes on meanwhile. Every answer is in the store as soon as it arrives,
+        so cancelling the future (or a killed process) loses only unanswered queries.
+        """
+        return self._submit(self.alabel(pairs))
+
     async def alabel(self, pairs: Sequence[FramePair]) -> list[LabeledQuery]:
         """Label pairs: store first, then the backend for the misses.
 
@@ -550,13 +560,16 @@ class Labeler:
 
     # ----------------------------------------------------------------- event loop
 
-    def _run_sync(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         with self._loop_lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
                 self._loop_thread = threading.Thread(target=self._loop.run_forever, name="rlvlmf-labeler", daemon=True)
                 self._loop_thread.start()
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def _run_sync(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        future = self._submit(coroutine)
         try:
             return future.result()
         except KeyboardInterrupt:

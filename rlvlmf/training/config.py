@@ -164,6 +164,11 @@ class TrainConfig:
     """Env steps between feedback rounds."""
     reward_batch: int = 50
     """Queries per feedback round."""
+    feedback_lag: int = 0
+    """Env steps SAC goes on training (on the current reward) while a round's labels are asked;
+    0: the round blocks, as in the paper. A round's pairs are fixed when it starts; its labels
+    are fitted and the buffer relabelled exactly this many steps later, waiting there if the VLM
+    is slower, so a run's result does not depend on how fast answers come. Below ``num_interact``."""
     max_feedback: int = 10_000
     """Queries in total; no more rounds once reached."""
     sampling: SamplingMethod = "uniform"
@@ -225,6 +230,9 @@ class TrainConfig:
         for name in ("seed_steps", "unsup_steps", "max_feedback", "eval_every", "checkpoint_every", "query_window_episodes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.feedback_lag < self.num_interact:
+            raise ConfigError(f"feedback_lag must be >= 0 and below num_interact ({self.num_interact}), "
+                              f"got {self.feedback_lag}: one round is in flight at a time")
         check_device(self.device)  # whether that GPU exists is checked when the run starts
         if not self.checkpoint_minutes >= 0:  # also refuses NaN
             raise ConfigError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")

@@ -37,9 +37,11 @@ class PhaseTimes:
     def add_step(self, seconds: float) -> None:
         self.step_s = seconds if self.step_s is None else (1 - STEP_SMOOTHING) * self.step_s + STEP_SMOOTHING * seconds
 
-    def add_round(self, seconds: float) -> None:
+    def add_round(self, seconds: float, *, finished: bool = True) -> None:
+        """Seconds a feedback round held up training; a round that started but is still being
+        labelled (``feedback_lag``) adds its seconds with ``finished=False`` and counts once, at its fit."""
         self.round_s += seconds
-        self.rounds += 1
+        self.rounds += int(finished)
 
     def add_eval(self, seconds: float) -> None:
         self.evals_s += seconds

@@ -6,7 +6,8 @@ One run, in the paper's order:
 2. ``unsup_steps`` of SAC on a k-NN state-entropy reward explore (PEBBLE pre-training).
 3. Every ``num_interact`` steps until ``max_feedback`` queries: draw pairs of recent frames,
    label them through the labeler and its store, fit the reward ensemble, relabel the whole
-   replay buffer (and, after the first round, reset the critic).
+   replay buffer (and, after the first round, reset the critic). With ``feedback_lag`` the
+   labels are asked while SAC goes on training, and the fit lands that many steps later.
 4. SAC trains on the learned reward throughout.
 
 ``EnvMode`` (``--reward env``) skips 2-3 and trains on the env's reward; ``ClipMode`` scores
@@ -24,6 +25,7 @@ store before it is used, so a resumed run reads paid answers back instead of ask
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -43,7 +45,7 @@ from rlvlmf.envs import make_env, sim_state
 from rlvlmf.envs.custom import box_spaces
 from rlvlmf.envs.frames import resize_frame
 from rlvlmf.errors import BudgetExhausted, UserError
-from rlvlmf.feedback.base import FramePair, Label
+from rlvlmf.feedback.base import Label
 from rlvlmf.feedback.labeler import Labeler
 from rlvlmf.feedback.registry import make_backend
 from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
@@ -58,6 +60,7 @@ from rlvlmf.training.eta import PhaseTimes, evals_left, format_duration, rounds_
 from rlvlmf.training.evaluate import evaluate_policy
 from rlvlmf.training.knn_entropy import KNNStateEntropy
 from rlvlmf.training.metrics import MetricsLogger
+from rlvlmf.training.pending_round import PendingRound
 from rlvlmf.training.query_pool import QueryPool
 from rlvlmf.training.reward_sources import FrameRewardSource, make_frame_reward_source
 from rlvlmf.training.run_files import RunFiles
@@ -162,7 +165,9 @@ class Trainer:
             backend = make_backend(config.backend, rng=config.seed, **parse_options(config.backend_options))
             backend.check()  # e.g. a local model's files: now, not at the first feedback round
             self.store = QueryStore(store_dir)
-            self.labeler = Labeler(backend, self.task, self.store, config.labeler, run_id=self.run_dir.name,
+            # A round labelled while training goes on must not draw a second bar through the run's.
+            labeler_config = dataclasses.replace(config.labeler, progress=False) if config.feedback_lag else config.labeler
+            self.labeler = Labeler(backend, self.task, self.store, labeler_config, run_id=self.run_dir.name,
                                    rng=np.random.default_rng(config.seed + 1))
             if config.unsup_steps > 0:
                 self.entropy = KNNStateEntropy(k=config.knn_k, device=self.device)
@@ -182,6 +187,9 @@ class Trainer:
         self._episode_seed_value: int | None = None
         self._render_env_ready = False
         self._open_episode: dict[str, Any] | None = None  # set by a mid-episode checkpoint's load
+        self._pending: PendingRound | None = None  # a feedback round whose labels are on their way
+        self._round_started = 0.0
+        self._round_main_s = 0.0  # of the round in flight: seconds the training loop spent on it
         self._last_checkpoint_time = time.monotonic()
 
     # ================================================================== the loop
@@ -190,6 +198,9 @@ class Trainer:
         config, counters = self.config, self.counters
         self.metrics = MetricsLogger(self.run_dir, resume_step=counters.step if counters.step else None)
         obs = self._start_episode()
+        if self._pending is not None and self._pending.future is None:  # a round a checkpoint left in flight
+            self._round_started, self._round_main_s = time.perf_counter(), 0.0
+            self._send_pending()
         started = time.perf_counter() - counters.wall_s
         self._last_checkpoint_time = time.monotonic()
         # disable=None: a bar only on a terminal; logs and sweeps get the log lines alone.
@@ -223,10 +234,7 @@ class Trainer:
                 bar.update(1)
 
                 # ---------------------------------------------------------- feedback round
-                if self._feedback_due():
-                    round_started = time.perf_counter()
-                    self._feedback_round()
-                    self.times.add_round(time.perf_counter() - round_started)
+                self._feedback_step()
 
                 # ---------------------------------------------------------- SAC update
                 if counters.step >= config.seed_steps and counters.step % config.update_every == 0:
@@ -290,35 +298,71 @@ class Trainer:
         self._episode_return += env_reward
         self._episode_learned += learned
 
+    def _feedback_step(self) -> None:
+        """Start a round when one is due; fit the one in flight when its step has come.
+
+        With a feedback lag, a round's labels are asked while SAC goes on training; its fit
+        lands at a fixed step, so the run's result does not depend on the VLM's speed.
+        """
+        started = time.perf_counter()
+        if self._pending is None:
+            if not self._feedback_due():
+                return
+            self._start_round()
+        elif self.counters.step < self._pending.apply_at:
+            return  # labels still on their way; training goes on
+        finished = self._pending is not None and self.counters.step >= self._pending.apply_at  # at once when no lag
+        if finished:
+            self._finish_round()
+        self.times.add_round(time.perf_counter() - started, finished=finished)
+
     def _feedback_due(self) -> bool:
         c, cfg = self.counters, self.config
         candidates = self.window if self.window is not None else self.pool
-        return (self.labeler is not None and c.step >= c.next_feedback and c.queries < cfg.max_feedback
+        return (self.labeler is not None and self._pending is None and c.step >= c.next_feedback and c.queries < cfg.max_feedback
                 and candidates is not None and len(candidates) >= 2)
 
-    def _feedback_round(self) -> None:
-        """Sample pairs -> label (store first) -> fit the ensemble -> relabel the buffer."""
+    def _start_round(self) -> None:
+        """Sample pairs and send them to the labeler (store first); ``_finish_round`` uses the labels."""
         config, counters = self.config, self.counters
-        # Rounds are due only with a labeler, which comes with the ensemble and its dataset.
-        assert self.labeler is not None and self.preferences is not None and self.ensemble is not None
-        started = time.perf_counter()
+        assert self.labeler is not None  # rounds are due only with a labeler
+        self._round_started = time.perf_counter()
+        self._round_main_s = 0.0
         num = min(config.reward_batch, config.max_feedback - counters.queries)
         pairs = self._sample_pairs(num)
         counters.next_feedback = counters.step + config.num_interact
         if len(pairs) == 0:
             return
-        first_frames, second_frames = self._query_frames(pairs)
-        env_r = self.buffer.env_reward
-        frame_pairs = [FramePair(first_frames[i], second_frames[i], env_r[pairs.first[i]], env_r[pairs.second[i]])
-                       for i in range(len(pairs))]
+        frames = self._query_frames(pairs)
+        if self.pool is not None:  # the round's frames are taken; the next round draws from later steps
+            self.pool.clear()
+        self._pending = PendingRound(pairs, frames, min(counters.step + config.feedback_lag, config.steps),
+                                     dataclasses.asdict(self.labeler.stats))
+        self._send_pending()
+        self._round_main_s += time.perf_counter() - self._round_started
+
+    def _send_pending(self) -> None:
+        assert self._pending is not None and self.labeler is not None  # called with a round to send
+        self._pending.future = self.labeler.submit(self._pending.frame_pairs(self.buffer.env_reward))
+
+    def _finish_round(self) -> None:
+        """Wait for the round's labels -> fit the ensemble -> relabel the buffer."""
+        config, counters = self.config, self.counters
+        # Rounds are due only with a labeler, which comes with the ensemble and its dataset.
+        assert self.labeler is not None and self.preferences is not None and self.ensemble is not None
+        pending, self._pending = self._pending, None
+        assert pending is not None and pending.future is not None  # a round was started and sent
+        finish_started = time.perf_counter()
+        pairs = pending.pairs
         try:
-            results = self.labeler.label(frame_pairs)
+            results = pending.future.result()
         except BudgetExhausted as exc:
             # Everything answered before the limit is in the store: use it, then ask no more.
             logger.warning("%s; no more feedback rounds, training goes on with the labels so far", exc)
             self.labeler.go_offline()
-            results = self.labeler.label(frame_pairs)
+            results = self.labeler.label(pending.frame_pairs(self.buffer.env_reward))
             counters.next_feedback = config.steps + 1
+        waited = time.perf_counter() - finish_started
         counters.queries += len(pairs)
 
         # Abstains and failures carry no preference; a genuine "no difference" (or a
@@ -332,8 +376,6 @@ class Trainer:
                                  self.buffer.reward_inputs(kept.second, self.state_kind),
                                  labels, self.rng, gt_labels=gt)
         counters.labels += int(keep.sum())
-        if self.pool is not None:
-            self.pool.clear()
         if len(self.preferences) == 0:
             return
         report = self.ensemble.fit(self.preferences, self.rng)
@@ -363,7 +405,10 @@ class Trainer:
             "reward/gt_acc": report.gt_acc,
             "reward/label_gt_acc": report.label_gt_acc,
             "reward/fit_seconds": report.seconds,
-            "feedback/round_seconds": time.perf_counter() - started,
+            # Wall time from the round's start to its fit, and the part of it training stood still.
+            "feedback/round_seconds": time.perf_counter() - self._round_started,
+            "feedback/stall_seconds": self._round_main_s + time.perf_counter() - finish_started,
+            "feedback/wait_seconds": waited,
         }
         self._log_metrics(self._last_fit)
         self._log_round()
@@ -535,6 +580,9 @@ class Trainer:
         self.counters.last_checkpoint = self.counters.step
         self._last_checkpoint_time = time.monotonic()
         arrays: dict[str, np.ndarray] = {}  # buffer, pool, window and preferences go to segments (only what is new)
+        pending: dict[str, Any] | None = None
+        if self._pending is not None:  # resuming sends its queries again; the store answers what was paid for
+            arrays, pending = self._pending.checkpoint()
         torch_state = {
             "agent": self.agent.state_dict(),
             "ensemble": self.ensemble.state() if self.ensemble is not None else None,
@@ -544,7 +592,10 @@ class Trainer:
         meta = {
             "counters": self.counters.__dict__,
             "rng": self.rng.bit_generator.state,
-            "labeler_stats": self.labeler.stats.__dict__ if self.labeler is not None else None,
+            # A round in flight updates the labeler's counters from its thread: keep those from before it.
+            "labeler_stats": (pending["labeler_stats"] if pending is not None
+                              else dataclasses.asdict(self.labeler.stats) if self.labeler is not None else None),
+            "pending_round": pending,
             "last_fit": self._last_fit,
             "last_losses": self._last_losses,
             "open_episode": {"seed": self._episode_seed_value, "return": self._episode_return,
@@ -579,6 +630,8 @@ class Trainer:
         self._last_fit = meta.get("last_fit") or {}
         self._last_losses = meta.get("last_losses") or {}
         self._open_episode = meta.get("open_episode")
+        if meta.get("pending_round") is not None:  # sent again when run() starts
+            self._pending = PendingRound.from_checkpoint(loaded.arrays, meta["pending_round"])
         eval_path = self.files.evals
         if eval_path.exists():
             lines = eval_path.read_text().splitlines()[: meta["eval_lines"]]
@@ -612,6 +665,8 @@ class Trainer:
 
     def close(self) -> None:
         """Release envs, the labeler's connections and the store."""
+        if self._pending is not None:  # stopped mid-round: its checkpoint (if any) asks again on resume
+            self._pending.cancel()
         if self.labeler is not None:
             self.labeler.close()
         if self.store is not None:

@@ -1,0 +1,167 @@
+"""Feedback rounds that do not stall training (``feedback_lag``): overlap, determinism, exact resume."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rlvlmf.envs.task import TaskDescription
+from rlvlmf.errors import ConfigError
+from rlvlmf.feedback.base import Answer, Backend, FramePair
+from rlvlmf.feedback.registry import make_backend
+from rlvlmf.feedback.store import QueryStore
+from rlvlmf.training import loop
+from rlvlmf.training.builder import build_config
+from rlvlmf.training.checkpoint import CheckpointManager
+from rlvlmf.training.loop import Trainer, run_training
+
+TINY = [
+    "seed_steps=200", "unsup_steps=200", "num_interact=200", "reward_batch=8", "max_feedback=32",
+    "eval_every=400", "eval_episodes=2", "checkpoint_every=200", "query_pool_size=32",
+    "sac.hidden_sizes=32,32", "sac.batch_size=32", "reward_model.max_epochs=3", "reward_model.frame_size=48",
+    "reward_model.conv_channels=4,4,4,4", "labeler.progress=false", "eval_video=false",
+]
+LAG = 100
+
+
+def lagged_config(steps: int = 800, lag: int = LAG):
+    return build_config("pendulum", [*TINY, f"feedback_lag={lag}"], steps=steps)
+
+
+class StepGatedTeacher(Backend):
+    """The scripted teacher, answering only once training has gone ``hold_steps`` past the call.
+
+    A loop that blocked on its labels would never get there: the answer then comes after
+    ``timeout_s`` and the call is recorded as timed out.
+    """
+
+    def __init__(self, inner: Backend, hold_steps: int, timeout_s: float = 20.0) -> None:
+        self.inner, self.hold_steps, self.timeout_s = inner, hold_steps, timeout_s
+        self.trainer: Trainer | None = None
+        self.advanced: list[int] = []  # steps trained between each call and its answer
+        self.timed_out = 0
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+    def pair_identity(self, pair: FramePair) -> dict[str, Any] | None:
+        return self.inner.pair_identity(pair)
+
+    async def alabel(self, pairs: Sequence[FramePair], task: TaskDescription) -> list[Answer]:
+        assert self.trainer is not None
+        called_at = self.trainer.counters.step
+        deadline = time.monotonic() + self.timeout_s
+        while self.trainer.counters.step < called_at + self.hold_steps:
+            if time.monotonic() > deadline:
+                self.timed_out += 1
+                break
+            await asyncio.sleep(0.001)
+        self.advanced.append(self.trainer.counters.step - called_at)
+        return await self.inner.alabel(pairs, task)
+
+
+def _gated(monkeypatch: pytest.MonkeyPatch, hold_steps: int, timeout_s: float = 20.0) -> list[StepGatedTeacher]:
+    made: list[StepGatedTeacher] = []
+
+    def make(spec: str, **kwargs: Any) -> Backend:
+        made.append(StepGatedTeacher(make_backend(spec, **kwargs), hold_steps, timeout_s))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "make_backend", make)
+    return made
+
+
+def _metric_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _eval_returns(run_dir: Path) -> list[float]:
+    return [json.loads(line)["return_mean"] for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+
+
+def _same_learning(a: Path, b: Path) -> None:
+    """Bit-identical evaluations and logged values, wall-clock times and store reads aside."""
+    assert _eval_returns(a) == _eval_returns(b)
+    rows_a, rows_b = _metric_rows(a), _metric_rows(b)
+    assert list(rows_a[0]) == list(rows_b[0]) and len(rows_a) == len(rows_b) > 5
+    varying = {c for c in rows_a[0] if "seconds" in c or c.startswith("time/") or c == "feedback/from_store"}
+    for row_a, row_b in zip(rows_a, rows_b):
+        assert {k: v for k, v in row_a.items() if k not in varying} == {k: v for k, v in row_b.items() if k not in varying}
+
+
+@pytest.mark.parametrize("lag", [-1, 200, 500])
+def test_a_lag_must_end_before_the_next_round(lag: int) -> None:
+    with pytest.raises(ConfigError, match="feedback_lag"):
+        lagged_config(lag=lag)
+
+
+def test_training_goes_on_while_labels_are_asked_and_the_fit_lands_at_a_fixed_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = _gated(monkeypatch, hold_steps=LAG // 2)
+    # 700 steps: the round at 600 has its full lag before the run ends (one at the last step could not).
+    trainer = Trainer(lagged_config(steps=700), tmp_path / "gated", store_dir=tmp_path / "q1", export_dir=None,
+                      progress=False)
+    made[0].trainer = trainer
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    # Every call was answered only after 50 more steps of training, and never by the timeout.
+    assert made[0].timed_out == 0 and len(made[0].advanced) >= 3 and min(made[0].advanced) >= LAG // 2
+    fits = [row for row in _metric_rows(tmp_path / "gated") if row["reward/train_acc"]]
+    # Rounds start at 400 and 600; each fits LAG steps later.
+    assert [int(row["step"]) for row in fits] == [500, 700]
+
+    # The same run with an instant teacher learns bit-for-bit the same: the VLM's speed does not matter.
+    monkeypatch.setattr(loop, "make_backend", make_backend)
+    run_training(lagged_config(steps=700), tmp_path / "instant", store_dir=tmp_path / "q2", export_dir=None,
+                 progress=False)
+    _same_learning(tmp_path / "gated", tmp_path / "instant")
+
+
+def test_without_a_lag_the_round_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = _gated(monkeypatch, hold_steps=1, timeout_s=0.2)
+    config = build_config("pendulum", TINY, steps=450)
+    trainer = Trainer(config, tmp_path / "blocking", store_dir=tmp_path / "q", export_dir=None, progress=False)
+    made[0].trainer = trainer
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    # The loop waited for its labels: not one step was trained while they were asked.
+    assert made[0].advanced and set(made[0].advanced) == {0} and made[0].timed_out == len(made[0].advanced)
+
+
+def test_resume_from_a_checkpoint_taken_mid_round_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    config = lagged_config(steps=800)
+    run_training(config, tmp_path / "straight", store_dir=tmp_path / "q1", export_dir=None, progress=False)
+
+    interrupted = tmp_path / "interrupted"
+    # The round started at step 400 is in flight when the episode ends there and a checkpoint is
+    # taken; the process stops at 450, before that round's fit (at 500).
+    partial = run_training(config, interrupted, store_dir=tmp_path / "q2", export_dir=None, progress=False,
+                           stop_after=450)
+    assert partial.steps == 450
+    loaded = CheckpointManager(interrupted / "checkpoints").load()
+    assert loaded.step == 400 and loaded.meta["pending_round"]["apply_at"] == 500
+    assert len(loaded.arrays["pending_first"]) > 0 and loaded.arrays["pending_first_frames"].dtype == np.uint8
+
+    resumed = run_training(None, interrupted, resume=True, store_dir=tmp_path / "q2", export_dir=None, progress=False)
+    assert resumed.extra["complete"]
+    with QueryStore(tmp_path / "q1") as straight_store, QueryStore(tmp_path / "q2") as store:
+        # The round in flight was asked again from the store: nothing paid for twice.
+        assert store.stats().total == straight_store.stats().total
+    straight_summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    resumed_summary = json.loads((interrupted / "summary.json").read_text())
+    for key in ("steps", "episodes", "queries", "labels", "eval_return_mean"):
+        assert resumed_summary[key] == straight_summary[key], key
+    _same_learning(interrupted, tmp_path / "straight")
