@@ -21,7 +21,7 @@ from rlvlmf.errors import UserError
 from rlvlmf.reward.config import RewardModelConfig
 from rlvlmf.reward.inputs import RewardInputs
 from rlvlmf.reward.losses import bradley_terry_loss, correct_and_counted
-from rlvlmf.reward.nets import RewardNet, preprocess_frames
+from rlvlmf.reward.nets import RewardNet, preprocess_frames, random_shift
 from rlvlmf.reward.preferences import PreferenceBatch, PreferenceDataset
 from rlvlmf.utils.atomic import atomic_open
 from rlvlmf.utils.device import as_device, autocast, to_device
@@ -171,15 +171,21 @@ class RewardEnsemble(nn.Module):
         return self.member_rewards(inputs, batch_size).sum(axis=-1)
 
     # ------------------------------------------------------------------ fitting
-    def _batch_returns(self, member: nn.Module, batch: PreferenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch_returns(self, member: nn.Module, batch: PreferenceBatch,
+                       rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # member: one RewardNet of self.members (a ModuleList, whose items type as plain Modules)
-        """Returns ``(N,)`` of both sides, with one forward pass over both."""
+        """Returns ``(N,)`` of both sides, with one forward pass over both; frames randomly
+        shifted by up to ``shift_pixels`` (drawn from ``rng``) when one is given."""
         n, t = len(batch.labels), self._segment_length(batch.first)
         both = RewardInputs(
             None if batch.first.frames is None else np.concatenate([batch.first.frames, batch.second.frames]),
             None if batch.first.states is None else np.concatenate([batch.first.states, batch.second.states]),
         )
         images, states = self._tensors(both)
+        pixels = self.config.shift_pixels
+        if images is not None and rng is not None and pixels:
+            shifts = torch.from_numpy(rng.integers(0, 2 * pixels + 1, (len(images), 2))).to(self.device)
+            images = random_shift(images, pixels, shifts)
         with self._autocast():
             rewards = member(images, states).float()
         returns = rewards.view(2, n, t).sum(dim=-1)
@@ -228,8 +234,9 @@ class RewardEnsemble(nn.Module):
                     for e, member in enumerate(self.members):
                         part = _slice_batch(batch, slice(e * m, (e + 1) * m))
                         labels = to_device(torch.from_numpy(part.labels), self.device)
-                        first, second = self._batch_returns(member, part)
-                        loss = loss + bradley_terry_loss(first, second, labels)
+                        first, second = self._batch_returns(member, part, rng)
+                        scale = cfg.preference_scale  # see RewardModelConfig: tanh-bounded rewards
+                        loss = loss + bradley_terry_loss(first * scale, second * scale, labels)
                         correct, counted = correct_and_counted(first.detach(), second.detach(), labels)
                         correct_sum[e] += int(correct)
                     counted_sum += counted

@@ -28,6 +28,29 @@ def preprocess_frames(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
 
 
+def random_shift(images: torch.Tensor, pixels: int, shifts: torch.Tensor) -> torch.Tensor:
+    """Shift each frame by whole pixels, edges repeated (DrQ's random-shift augmentation).
+
+    Args:
+        images: ``(N, C, H, W)`` float frames.
+        pixels: Largest shift in each direction.
+        shifts: ``(N, 2)`` integer offsets in ``[0, 2 * pixels]`` (row, column) into the
+            frame padded by ``pixels``; ``pixels`` everywhere leaves frames unchanged.
+
+    Returns:
+        ``(N, C, H, W)`` shifted frames.
+    """
+    if pixels == 0:
+        return images
+    n, _, h, w = images.shape
+    padded = nn.functional.pad(images, (pixels,) * 4, mode="replicate")
+    rows = (shifts[:, 0, None] + torch.arange(h, device=images.device))[:, :, None]  # (N, H, 1)
+    cols = (shifts[:, 1, None] + torch.arange(w, device=images.device))[:, None, :]  # (N, 1, W)
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    # Advanced indexing around the channel slice puts the indexed axes first: (N, H, W, C).
+    return padded[batch, :, rows, cols].permute(0, 3, 1, 2)
+
+
 def conv_layers(channels: Sequence[int]) -> list[nn.Module]:
     """The RL-VLM-F convs (kernels 5/3/3/3, strides 3/2/2/2), each padded by ``kernel // 2`` so
     every pixel reaches the output (``CONV_PADDINGS``), each followed by a LeakyReLU."""
