@@ -4,8 +4,9 @@
    (``rlvlmf.envs.make_env``), network sizes, batch, learning rate, warm-up and budget; final
    return (mean of 10 evaluation episodes from the same seeded starts) and steps/s.
 2. ``reward``: reward-model quality. Scripted (rational B-Pref) labels on random pairs of
-   rendered steps -> fit the preset's reward ensemble -> pairwise accuracy against the
-   ground-truth reward on held-out rollouts, for image and state input.
+   rendered steps -> fit the preset's reward ensemble in the trainer's feedback rounds ->
+   pairwise accuracy against the ground-truth reward on held-out rollouts, for image and state
+   input, on random-action rollouts and (MetaWorld) a mix with the noisy scripted expert.
 3. ``preference``: RL-VLM-F/PEBBLE with the scripted teacher (``scripted``, rational, and
    ``scripted:mistake``, 10% flipped labels) vs SAC on the ground-truth reward; IQM of the
    final return with a 95% bootstrap CI over seeds.
@@ -27,6 +28,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,15 @@ LABEL_COUNTS = (50, 100, 200, 500)
 ROLLOUT_EPISODES = {"cartpole-swingup": (6, 3), "walker-walk": (6, 3), "drawer-open": (12, 6)}
 """(train, held-out) episodes of the reward study: 6,000/3,000 steps for the DMC tasks (1,000
 per episode), 6,000/3,000 for drawer-open (500 per episode)."""
+ROLLOUT_KINDS = ("random", "expert-mix")
+"""Behaviours of the reward study's rollouts. ``random``: every episode random actions, each held
+1-20 steps. ``expert-mix`` (presets with a scripted expert: MetaWorld's own ``metaworld.policies``):
+episode k takes, at each step, the expert's action plus Gaussian noise (std ``EXPERT_NOISE``) with
+probability ``EXPERT_SHARES[k % 3]``, else the held random action; so a third of the episodes are
+random, a third half-expert, a third expert, as a replay buffer holds from a learner's first to
+its last episodes. Random actions barely move the drawer (median reward 0.85 of 10)."""
+EXPERT_SHARES = (0.0, 0.5, 1.0)
+EXPERT_NOISE = 0.1
 EVAL_EPISODES = 10
 
 QUICK_SAC_STEPS = {"pendulum": 1500, "cartpole-swingup": 1500}
@@ -169,19 +180,41 @@ def study_sac(out: Path, presets: list[str], seeds: list[int], steps_of: dict[st
 
 
 # ================================================================== 2. reward-model quality
-def rollouts(preset: str, episodes: int, seed: int, frame_size: int) -> dict[str, np.ndarray]:
-    """Random-action episodes (each action held 1-20 steps, so poles swing and arms travel)."""
+def expert_policy(preset: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The preset's scripted expert (observation -> action): MetaWorld's own policy for a
+    MetaWorld task (``metaworld.policies.Sawyer<Task>V3Policy``), ``None`` for other families."""
+    family, _, task = get_preset(preset).spec.partition(":")
+    if family != "metaworld":
+        return None
+    import metaworld.policies
+
+    name = "Sawyer" + "".join(part.capitalize() for part in task.split("-")) + "Policy"  # drawer-open-v3 -> ...DrawerOpenV3...
+    policy = getattr(metaworld.policies, name, None)
+    return None if policy is None else policy().get_action
+
+
+def rollouts(preset: str, episodes: int, seed: int, frame_size: int, kind: str = "random") -> dict[str, np.ndarray]:
+    """Episodes of one ``ROLLOUT_KINDS`` behaviour: random actions, each held 1-20 steps (so poles
+    swing and arms travel), mixed with the noisy scripted expert's for ``expert-mix``."""
     env = make_env(preset)
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
+    expert = expert_policy(preset) if kind == "expert-mix" else None
+    if kind != "random" and expert is None:
+        raise ValueError(f"{preset} has no scripted expert for {kind!r} rollouts")
     rows: dict[str, list[np.ndarray]] = {"frames": [], "obs": [], "action": [], "next_obs": [], "reward": []}
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed * 1000 + episode)
-        done, hold, action = False, 0, low
+        share = EXPERT_SHARES[episode % len(EXPERT_SHARES)] if expert is not None else 0.0
+        done, hold, held = False, 0, low
         while not done:
             if hold == 0:
-                action, hold = rng.uniform(low, high).astype(np.float32), int(rng.integers(1, 21))
+                held, hold = rng.uniform(low, high).astype(np.float32), int(rng.integers(1, 21))
             hold -= 1
+            action = held
+            if share and expert is not None and rng.random() < share:  # no extra draws for random rollouts
+                noisy = expert(obs) + EXPERT_NOISE * rng.standard_normal(len(low))
+                action = np.clip(noisy, low, high).astype(np.float32)
             next_obs, reward, terminated, truncated, _ = env.step(action)
             rows["frames"].append(resize_frame(env.render(), frame_size))
             for key, value in (("obs", obs), ("action", action), ("next_obs", next_obs), ("reward", np.float32(reward))):
@@ -191,13 +224,15 @@ def rollouts(preset: str, episodes: int, seed: int, frame_size: int) -> dict[str
     return {key: np.stack(value) for key, value in rows.items()}
 
 
-def cached_rollouts(out: Path, preset: str, episodes: int, seed: int, frame_size: int) -> dict[str, np.ndarray]:
+def cached_rollouts(out: Path, preset: str, episodes: int, seed: int, frame_size: int,
+                    kind: str = "random") -> dict[str, np.ndarray]:
     """``rollouts``, kept under ``out`` (rendering them is most of a restarted study's time)."""
-    path = out / "rollouts" / f"{preset}-{episodes}ep-s{seed}-{frame_size}px.npz"
+    suffix = "" if kind == "random" else f"-{kind}"
+    path = out / "rollouts" / f"{preset}-{episodes}ep-s{seed}-{frame_size}px{suffix}.npz"
     if path.is_file():
         with np.load(path) as data:
             return {key: data[key] for key in data.files}
-    data = rollouts(preset, episodes, seed, frame_size)
+    data = rollouts(preset, episodes, seed, frame_size, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_suffix(".tmp").open("wb") as handle:
         np.savez(handle, **data)
@@ -212,59 +247,91 @@ def _inputs(data: dict[str, np.ndarray], index: np.ndarray, state_kind: str | No
     return RewardInputs(data["frames"][index], states)
 
 
-def pairwise_accuracy(predicted: np.ndarray, truth: np.ndarray, rng: np.random.Generator, pairs: int = 20_000) -> float:
-    """Share of random pairs with different true rewards that the prediction orders the same way."""
+CLEAR_GAP = 0.05
+"""``accuracy_clear`` counts only pairs whose true rewards differ by at least this share of the
+held-out reward range (near-ties are most pairs of a fallen walker or a closed drawer)."""
+
+
+def pairwise_accuracy(predicted: np.ndarray, truth: np.ndarray, rng: np.random.Generator, pairs: int = 20_000,
+                      min_gap: float = 0.0) -> float:
+    """Share of random pairs whose true rewards differ (by more than ``min_gap``) that the
+    prediction orders the same way."""
     i, j = rng.integers(0, len(truth), (2, pairs))
-    differ = truth[i] != truth[j]
+    differ = np.abs(truth[i] - truth[j]) > min_gap if min_gap > 0 else truth[i] != truth[j]
     return float(np.mean(np.sign(predicted[i] - predicted[j])[differ] == np.sign(truth[i] - truth[j])[differ]))
 
 
-def fit_and_score(preset: str, input_kind: str, labels: int, seed: int, train: dict[str, np.ndarray],
-                  heldout: dict[str, np.ndarray]) -> dict[str, Any]:
+def fit_and_score(preset: str, input_kind: str, counts: tuple[int, ...], seed: int, train: dict[str, np.ndarray],
+                  heldout: dict[str, np.ndarray]) -> dict[int, dict[str, Any]]:
+    """Fit the preset's ensemble as the trainer does, in feedback rounds of the preset's
+    ``reward_batch`` labels (warm-started, one ``fit`` per round; a round is cut short where it
+    would pass a count in ``counts``), and score it on the held-out steps at each count."""
     overrides = ["reward_model.input=state"] if input_kind == "state" else []
-    config = build_config(preset, overrides).reward_model
+    train_config = build_config(preset, overrides)
+    config = train_config.reward_model
     state_kind = config.state_kind if config.uses_states else None
     rng = np.random.default_rng(seed)
     teacher, first, second, chosen = TeacherConfig(), [], [], []
     reward_range = (float(train["reward"].min()), float(train["reward"].max()))
-    while len(chosen) < labels:  # the rational teacher abstains on ties: draw until enough answers
+    while len(chosen) < max(counts):  # the rational teacher abstains on ties: draw until enough answers
         i, j = (int(k) for k in rng.integers(0, len(train["reward"]), 2))
         answer = teacher_answer(train["reward"][[i]], train["reward"][[j]], teacher, reward_range, rng)
         if answer.label is not Label.NONE:
             first.append(i)
             second.append(j)
             chosen.append(int(answer.label))
-    first_idx, second_idx = np.array(first)[:, None], np.array(second)[:, None]
+    first_idx, second_idx, labels = np.array(first)[:, None], np.array(second)[:, None], np.array(chosen)
     dataset = PreferenceDataset(config.capacity, config.heldout_fraction)
-    dataset.add(_inputs(train, first_idx, state_kind), _inputs(train, second_idx, state_kind), np.array(chosen), rng)
     ensemble = RewardEnsemble(config, seed=seed)
-    started = time.perf_counter()
-    report = ensemble.fit(dataset, rng)
-    fit_s = time.perf_counter() - started
-    predicted = ensemble.predict(_inputs(heldout, np.arange(len(heldout["reward"])), state_kind))
-    return {"accuracy": pairwise_accuracy(predicted, heldout["reward"], rng), "train_acc": report.train_acc,
-            "epochs": report.epochs, "fit_s": fit_s}
+    heldout_inputs = _inputs(heldout, np.arange(len(heldout["reward"])), state_kind)
+    added, rounds, epochs, fit_s, results = 0, 0, 0, 0.0, {}
+    for target in sorted(counts):
+        while added < target:
+            end = min(added + train_config.reward_batch, target)
+            new = slice(added, end)
+            dataset.add(_inputs(train, first_idx[new], state_kind), _inputs(train, second_idx[new], state_kind), labels[new], rng)
+            started = time.process_time()
+            report = ensemble.fit(dataset, rng)
+            fit_s += time.process_time() - started
+            added, rounds, epochs = end, rounds + 1, epochs + report.epochs
+        predicted = ensemble.predict(heldout_inputs)
+        truth = heldout["reward"]
+        clear = CLEAR_GAP * float(truth.max() - truth.min())
+        results[target] = {"accuracy": pairwise_accuracy(predicted, truth, np.random.default_rng(seed)),
+                           "accuracy_clear": pairwise_accuracy(predicted, truth, np.random.default_rng(seed), min_gap=clear),
+                           "train_acc": report.train_acc, "rounds": rounds, "epochs": epochs, "fit_cpu_s": fit_s}
+    return results
+
+
+def reward_result_path(out: Path, preset: str, rollout: str, kind: str, labels: int, seed: int) -> Path:
+    """Where one unit of the reward study is saved (random-rollout units keep their first names)."""
+    name = f"{preset}-{kind}-{labels}-s{seed}" if rollout == "random" else f"{preset}-{rollout}-{kind}-{labels}-s{seed}"
+    return out / "results" / "reward" / f"{name}.json"
 
 
 def study_reward(out: Path, presets: list[str], seeds: list[int], counts: tuple[int, ...],
-                 episodes_of: dict[str, tuple[int, int]]) -> None:
+                 episodes_of: dict[str, tuple[int, int]], rollout_kinds: tuple[str, ...] = ROLLOUT_KINDS) -> None:
     torch.set_num_threads(1)
     for preset in presets:
-        todo = [(kind, n, seed) for kind in ("image", "state") for n in counts for seed in seeds
-                if not (out / "results" / "reward" / f"{preset}-{kind}-{n}-s{seed}.json").exists()]
-        if not todo:
-            continue
-        n_train, n_heldout = episodes_of[preset]
-        size = get_preset(preset).reward_frame_size
-        log(f"reward {preset}: rolling out {n_train} + {n_heldout} episodes")
-        train, heldout = (cached_rollouts(out, preset, n, seed, size) for n, seed in ((n_train, 1), (n_heldout, 2)))
-        for kind, n, seed in todo:
-            result = fit_and_score(preset, kind, n, seed, train, heldout)
-            save(out / "results" / "reward" / f"{preset}-{kind}-{n}-s{seed}.json",
-                 {"preset": preset, "input": kind, "labels": n, "seed": seed, "train_steps": len(train["reward"]),
-                  "heldout_steps": len(heldout["reward"]), **result})
-            log(f"  {preset} {kind} {n} labels seed {seed}: held-out pairwise accuracy {result['accuracy']:.3f} "
-                f"({result['epochs']} epochs, {result['fit_s']:.0f} s)")
+        for rollout in rollout_kinds:
+            if rollout != "random" and expert_policy(preset) is None:
+                continue
+            todo = [(kind, seed) for kind in ("image", "state") for seed in seeds
+                    if not all(reward_result_path(out, preset, rollout, kind, n, seed).exists() for n in counts)]
+            if not todo:
+                continue
+            n_train, n_heldout = episodes_of[preset]
+            size = get_preset(preset).reward_frame_size
+            log(f"reward {preset}: rolling out {n_train} + {n_heldout} {rollout} episodes")
+            train, heldout = (cached_rollouts(out, preset, n, seed, size, rollout) for n, seed in ((n_train, 1), (n_heldout, 2)))
+            for kind, seed in todo:
+                for n, result in fit_and_score(preset, kind, counts, seed, train, heldout).items():
+                    save(reward_result_path(out, preset, rollout, kind, n, seed),
+                         {"preset": preset, "rollouts": rollout, "input": kind, "labels": n, "seed": seed,
+                          "train_steps": len(train["reward"]), "heldout_steps": len(heldout["reward"]), **result})
+                    log(f"  {preset} {rollout} {kind} {n} labels seed {seed}: held-out pairwise accuracy "
+                        f"{result['accuracy']:.3f} ({result['rounds']} rounds, {result['epochs']} epochs, "
+                        f"{result['fit_cpu_s']:.0f} CPU-s)")
 
 
 # ================================================================== 3. preferences vs ground truth
@@ -326,15 +393,22 @@ def sac_table(out: Path) -> list[str]:
 
 def reward_table(out: Path) -> list[str]:
     rows = _results(out, "reward")
+    for r in rows:
+        r.setdefault("rollouts", "random")  # results saved before the study had other rollouts
     counts = sorted({r["labels"] for r in rows})
-    lines = ["| task | input | " + " | ".join(f"{n} labels" for n in counts) + " |", "|---|---|" + "---|" * len(counts)]
+    lines = ["| task | rollouts | input | " + " | ".join(f"{n} labels" for n in counts) + " |",
+             "|---|---|---|" + "---|" * len(counts)]
     for preset in sorted({r["preset"] for r in rows}):
-        for kind in ("image", "state"):
-            cells = []
-            for n in counts:
-                values = [r["accuracy"] for r in rows if (r["preset"], r["input"], r["labels"]) == (preset, kind, n)]
-                cells.append(f"{np.mean(values):.3f}" + (f" (n={len(values)})" if len(values) > 1 else "") if values else "-")
-            lines.append(f"| {preset} | {kind} | " + " | ".join(cells) + " |")
+        for rollout in ROLLOUT_KINDS:
+            for kind in ("image", "state"):
+                key = (preset, rollout, kind)
+                if not any((r["preset"], r["rollouts"], r["input"]) == key for r in rows):
+                    continue
+                cells = []
+                for n in counts:
+                    values = [r["accuracy"] for r in rows if (r["preset"], r["rollouts"], r["input"], r["labels"]) == (*key, n)]
+                    cells.append(f"{np.mean(values):.3f}" + (f" (n={len(values)})" if len(values) > 1 else "") if values else "-")
+                lines.append(f"| {preset} | {rollout} | {kind} | " + " | ".join(cells) + " |")
     return lines if rows else ["(nothing finished yet)"]
 
 
@@ -370,11 +444,11 @@ def plots(out: Path, plot_dir: Path) -> list[str]:
     if rows:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
         for ax, kind in zip(axes, ("image", "state")):
-            for preset in sorted({r["preset"] for r in rows}):
-                pts = sorted({r["labels"] for r in rows if r["preset"] == preset and r["input"] == kind})
-                acc = [np.mean([r["accuracy"] for r in rows if (r["preset"], r["input"], r["labels"]) == (preset, kind, n)])
-                       for n in pts]
-                ax.plot(pts, acc, marker="o", label=preset)
+            for preset, rollout in sorted({(r["preset"], r.get("rollouts", "random")) for r in rows}):
+                mine = [r for r in rows if (r["preset"], r.get("rollouts", "random"), r["input"]) == (preset, rollout, kind)]
+                pts = sorted({r["labels"] for r in mine})
+                acc = [np.mean([r["accuracy"] for r in mine if r["labels"] == n]) for n in pts]
+                ax.plot(pts, acc, marker="o", linestyle="-" if rollout == "random" else "--", label=f"{preset} ({rollout})")
             ax.set(title=f"{kind} input", xlabel="scripted labels", xscale="log")
         axes[0].set_ylabel("held-out pairwise accuracy")
         axes[0].legend()
@@ -404,7 +478,8 @@ def plots(out: Path, plot_dir: Path) -> list[str]:
 
 def status_lines(out: Path) -> list[str]:
     """How much of each full study has finished (the full plan: default presets, 3 seeds)."""
-    planned = {"sac": 2 * len(SAC_STEPS) * 3, "reward": len(REWARD_PRESETS) * 2 * len(LABEL_COUNTS) * 3,
+    reward_sets = sum(1 + (expert_policy(p) is not None) for p in REWARD_PRESETS)  # random (+ expert-mix) rollouts
+    planned = {"sac": 2 * len(SAC_STEPS) * 3, "reward": reward_sets * 2 * len(LABEL_COUNTS) * 3,
                "preference": len(PREF_STEPS) * len(PREF_METHODS) * 3}
     lines = ["| study | finished units | of the full plan |", "|---|---|---|"]
     commits: set[str] = set()
@@ -446,10 +521,14 @@ def write_doc(out: Path, doc: Path, plot_dir: Path, command: str) -> str:
         "",
         "## Reward-model quality (scripted labels)",
         "",
-        "Rollouts with random actions held 1-20 steps; labels from the rational B-Pref teacher on",
-        "random pairs of single training steps; held-out pairwise accuracy over 20,000 random pairs of",
-        "held-out steps whose true rewards differ. The preset's reward ensemble and frame size.",
-        "Each cell is one seed unless it says n=.",
+        "Rollouts `random`: random actions, each held 1-20 steps. `expert-mix` (MetaWorld, whose",
+        "scripted expert policies ship with it): at each step the expert's action plus Gaussian noise",
+        f"(std {EXPERT_NOISE}) with probability {', '.join(f'{p:g}' for p in EXPERT_SHARES)} in turn per episode, else",
+        "the held random action; the spread of progress a learner's replay buffer holds. Train and",
+        "held-out episodes are separate (other seeds). Labels from the rational B-Pref teacher on random",
+        "pairs of single training steps; held-out pairwise accuracy over 20,000 random pairs of held-out",
+        "steps whose true rewards differ. The preset's reward ensemble and frame size (`RewardModelConfig`",
+        "defaults plus the preset's epochs and lr). Each cell is one seed unless it says n=.",
         "",
         *sections["reward"],
         "",
@@ -481,6 +560,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impl", choices=("rlvlmf", "sb3"), action="append",
                         help="sac study: run only this SAC (e.g. one process per SAC, in parallel)")
     parser.add_argument("--labels", default=None, help="comma-separated label counts of the reward study")
+    parser.add_argument("--rollouts", choices=ROLLOUT_KINDS, action="append",
+                        help="reward study: only these rollouts (default all; expert-mix where a scripted expert exists)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning", help="results and runs folder")
     parser.add_argument("--report-only", action="store_true", help="rewrite tables, plots and the doc; run nothing")
     args = parser.parse_args(argv)
@@ -504,7 +585,7 @@ def main(argv: list[str] | None = None) -> None:
             default_counts = QUICK_LABEL_COUNTS if args.quick else LABEL_COUNTS
             counts = tuple(int(n) for n in args.labels.split(",")) if args.labels else default_counts
             episodes = QUICK_ROLLOUT_EPISODES if args.quick else ROLLOUT_EPISODES
-            study_reward(out, presets_for(REWARD_PRESETS), seeds, counts, episodes)
+            study_reward(out, presets_for(REWARD_PRESETS), seeds, counts, episodes, tuple(args.rollouts or ROLLOUT_KINDS))
         if "preference" in only:
             pref_steps = steps_for(QUICK_PREF_STEPS if args.quick else PREF_STEPS)
             study_preference(out, presets_for(pref_steps), seeds, pref_steps)
