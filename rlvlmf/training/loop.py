@@ -44,13 +44,13 @@ from rlvlmf.config import parse_options
 from rlvlmf.envs import make_env, sim_state
 from rlvlmf.envs.custom import box_spaces
 from rlvlmf.envs.frames import resize_frame
-from rlvlmf.errors import BudgetExhausted, UserError
+from rlvlmf.errors import UserError
 from rlvlmf.feedback.base import Label
 from rlvlmf.feedback.labeler import Labeler
 from rlvlmf.feedback.registry import make_backend
 from rlvlmf.feedback.store import DEFAULT_STORE_DIR, QueryStore
 from rlvlmf.reward.ensemble import RewardEnsemble
-from rlvlmf.reward.preferences import UNKNOWN_LABEL, PreferenceDataset
+from rlvlmf.reward.preferences import PreferenceDataset
 from rlvlmf.reward.sampling import SegmentPairs, select_queries
 from rlvlmf.training.buffer import ReplayBuffer
 from rlvlmf.training.builder import load_config, reward_state_dim, save_config
@@ -60,7 +60,7 @@ from rlvlmf.training.eta import PhaseTimes, evals_left, format_duration, rounds_
 from rlvlmf.training.evaluate import evaluate_policy
 from rlvlmf.training.knn_entropy import KNNStateEntropy
 from rlvlmf.training.metrics import MetricsLogger
-from rlvlmf.training.pending_round import PendingRound
+from rlvlmf.training.pending_round import PendingRound, RoundLearner
 from rlvlmf.training.query_pool import QueryPool
 from rlvlmf.training.reward_sources import FrameRewardSource, make_frame_reward_source
 from rlvlmf.training.run_files import RunFiles
@@ -147,6 +147,7 @@ class Trainer:
         self.pool: QueryPool | None = None
         self.window: StateWindow | None = None
         self.labeler: Labeler | None = None
+        self.rounds: RoundLearner | None = None
         self.store: QueryStore | None = None
         self.entropy: KNNStateEntropy | None = None
         self.frame_reward: FrameRewardSource | None = None
@@ -169,6 +170,7 @@ class Trainer:
             labeler_config = dataclasses.replace(config.labeler, progress=False) if config.feedback_lag else config.labeler
             self.labeler = Labeler(backend, self.task, self.store, labeler_config, run_id=self.run_dir.name,
                                    rng=np.random.default_rng(config.seed + 1))
+            self.rounds = RoundLearner(self.labeler, self.buffer, self.state_kind)
             if config.unsup_steps > 0:
                 self.entropy = KNNStateEntropy(k=config.knn_k, device=self.device)
         elif not isinstance(config.reward, EnvMode):
@@ -198,7 +200,7 @@ class Trainer:
         config, counters = self.config, self.counters
         self.metrics = MetricsLogger(self.run_dir, resume_step=counters.step if counters.step else None)
         obs = self._start_episode()
-        if self._pending is not None and self._pending.future is None:  # a round a checkpoint left in flight
+        if self._pending is not None and not self._pending.sent:  # a round a checkpoint left in flight
             self._round_started, self._round_main_s = time.perf_counter(), 0.0
             self._send_pending()
         started = time.perf_counter() - counters.wall_s
@@ -323,7 +325,7 @@ class Trainer:
                 and candidates is not None and len(candidates) >= 2)
 
     def _start_round(self) -> None:
-        """Sample pairs and send them to the labeler (store first); ``_finish_round`` uses the labels."""
+        """Sample pairs and send them to the labeler (store first); ``_finish_round`` learns from the labels."""
         config, counters = self.config, self.counters
         assert self.labeler is not None  # rounds are due only with a labeler
         self._round_started = time.perf_counter()
@@ -336,49 +338,41 @@ class Trainer:
         frames = self._query_frames(pairs)
         if self.pool is not None:  # the round's frames are taken; the next round draws from later steps
             self.pool.clear()
+        # A round learned in the background draws from its own generator, seeded here, so the
+        # loop's draws in between do not change it (and a blocking run's stream is as before).
+        seed = int(self.rng.integers(2**63)) if config.feedback_lag else None
         self._pending = PendingRound(pairs, frames, min(counters.step + config.feedback_lag, config.steps),
-                                     dataclasses.asdict(self.labeler.stats))
+                                     dataclasses.asdict(self.labeler.stats), seed)
         self._send_pending()
         self._round_main_s += time.perf_counter() - self._round_started
 
     def _send_pending(self) -> None:
-        assert self._pending is not None and self.labeler is not None  # called with a round to send
-        self._pending.future = self.labeler.submit(self._pending.frame_pairs(self.buffer.env_reward))
+        assert self._pending is not None and self.rounds is not None  # called with a round to send
+        assert self.preferences is not None and self.ensemble is not None  # they come with the labeler
+        self.rounds.send(self._pending, self.preferences, self.ensemble)
 
     def _finish_round(self) -> None:
-        """Wait for the round's labels -> fit the ensemble -> relabel the buffer."""
+        """Take the round's fit (waiting for it if late; blocking: label and fit now), then relabel the buffer."""
         config, counters = self.config, self.counters
         # Rounds are due only with a labeler, which comes with the ensemble and its dataset.
-        assert self.labeler is not None and self.preferences is not None and self.ensemble is not None
+        assert self.rounds is not None and self.preferences is not None and self.ensemble is not None
+        assert self.labeler is not None
         pending, self._pending = self._pending, None
-        assert pending is not None and pending.future is not None  # a round was started and sent
+        assert pending is not None and pending.sent  # a round was started and sent
         finish_started = time.perf_counter()
-        pairs = pending.pairs
-        try:
-            results = pending.future.result()
-        except BudgetExhausted as exc:
-            # Everything answered before the limit is in the store: use it, then ask no more.
-            logger.warning("%s; no more feedback rounds, training goes on with the labels so far", exc)
-            self.labeler.go_offline()
-            results = self.labeler.label(pending.frame_pairs(self.buffer.env_reward))
-            counters.next_feedback = config.steps + 1
+        if pending.outcome is not None:
+            outcome = pending.outcome.result()
+        else:
+            outcome = self.rounds.learn(pending, self.preferences, self.ensemble, self.rng)
         waited = time.perf_counter() - finish_started
-        counters.queries += len(pairs)
-
-        # Abstains and failures carry no preference; a genuine "no difference" (or a
-        # position flip) is a 0.5 soft label.
-        keep = np.array([r.usable for r in results], bool)
-        labels = np.array([int(r.label) for r in results], np.int64)[keep]
-        gt = np.array([UNKNOWN_LABEL if r.gt_label is None else int(r.gt_label) for r in results], np.int64)[keep]
-        kept = pairs.take(keep)
-        if len(kept):
-            self.preferences.add(self.buffer.reward_inputs(kept.first, self.state_kind),
-                                 self.buffer.reward_inputs(kept.second, self.state_kind),
-                                 labels, self.rng, gt_labels=gt)
+        self.preferences, self.ensemble = outcome.preferences, outcome.ensemble
+        results, keep, report = outcome.results, outcome.kept, outcome.report
+        if outcome.budget_exhausted:
+            counters.next_feedback = config.steps + 1
+        counters.queries += len(pending.pairs)
         counters.labels += int(keep.sum())
-        if len(self.preferences) == 0:
+        if report is None:
             return
-        report = self.ensemble.fit(self.preferences, self.rng)
         self.buffer.relabel(self.ensemble.predict, self.state_kind, batch_size=self.ensemble.predict_batch_size)
         if counters.rounds == 0 and config.reset_critic:
             self.agent.reset_critic()
@@ -405,7 +399,8 @@ class Trainer:
             "reward/gt_acc": report.gt_acc,
             "reward/label_gt_acc": report.label_gt_acc,
             "reward/fit_seconds": report.seconds,
-            # Wall time from the round's start to its fit, and the part of it training stood still.
+            # Wall time from the round's start to its fit, and the part of it training stood still
+            # (blocking: all of it; with a lag: sampling, waiting for a late fit, relabelling).
             "feedback/round_seconds": time.perf_counter() - self._round_started,
             "feedback/stall_seconds": self._round_main_s + time.perf_counter() - finish_started,
             "feedback/wait_seconds": waited,

@@ -165,3 +165,16 @@ def test_resume_from_a_checkpoint_taken_mid_round_matches_an_uninterrupted_run(t
     for key in ("steps", "episodes", "queries", "labels", "eval_return_mean"):
         assert resumed_summary[key] == straight_summary[key], key
     _same_learning(interrupted, tmp_path / "straight")
+
+
+def test_a_budget_reached_in_the_background_stops_feedback_but_not_training(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = build_config("pendulum", [*TINY, f"feedback_lag={LAG}", "labeler.max_queries=12"], steps=800)
+    summary = run_training(config, tmp_path / "run", store_dir=tmp_path / "q", export_dir=None, progress=False)
+    assert summary.extra["complete"] and summary.steps == 800
+    with QueryStore(tmp_path / "q") as store:
+        asked = store.stats().total
+    assert 0 < asked <= 12 + 8 and summary.labels == asked  # every paid answer was used
+    assert "budget" in caplog.text.lower()
+    fits = [row for row in _metric_rows(tmp_path / "run") if row["reward/train_acc"]]
+    assert len(fits) == 2  # the round at 400, and the one at 600 that ran into the budget; none after
