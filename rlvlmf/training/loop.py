@@ -362,9 +362,10 @@ class Trainer:
         finish_started = time.perf_counter()
         if pending.outcome is not None:
             outcome = pending.outcome.result()
+            waited = time.perf_counter() - finish_started  # for a background round that is late
         else:
             outcome = self.rounds.learn(pending, self.preferences, self.ensemble, self.rng)
-        waited = time.perf_counter() - finish_started
+            waited = outcome.label_wait_s
         self.preferences, self.ensemble = outcome.preferences, outcome.ensemble
         results, keep, report = outcome.results, outcome.kept, outcome.report
         if outcome.budget_exhausted:
@@ -400,7 +401,8 @@ class Trainer:
             "reward/label_gt_acc": report.label_gt_acc,
             "reward/fit_seconds": report.seconds,
             # Wall time from the round's start to its fit, and the part of it training stood still
-            # (blocking: all of it; with a lag: sampling, waiting for a late fit, relabelling).
+            # (blocking: all of it; with a lag: sampling, waiting for a late fit, relabelling), and
+            # of that the wait (blocking: for the labels; with a lag: for a late background round).
             "feedback/round_seconds": time.perf_counter() - self._round_started,
             "feedback/stall_seconds": self._round_main_s + time.perf_counter() - finish_started,
             "feedback/wait_seconds": waited,

@@ -17,6 +17,7 @@ import concurrent.futures
 import copy
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,8 @@ class RoundOutcome:
     report: FitReport | None
     """``None`` when there is still no label at all to fit."""
     budget_exhausted: bool
+    label_wait_s: float
+    """Seconds spent waiting for the labels (store reads and backend calls)."""
 
 
 @dataclass
@@ -127,6 +130,7 @@ class RoundLearner:
         """Wait for the labels, add them to ``preferences`` and fit ``ensemble`` (both in place)."""
         assert pending.labels is not None  # sent first
         exhausted = False
+        started = time.perf_counter()
         try:
             results = pending.labels.result()
         except BudgetExhausted as exc:
@@ -135,6 +139,7 @@ class RoundLearner:
             self.labeler.go_offline()
             results = self.labeler.label(pending.frame_pairs(self.buffer.env_reward))
             exhausted = True
+        label_wait_s = time.perf_counter() - started
         # Abstains and failures carry no preference; a genuine "no difference" (or a
         # position flip) is a 0.5 soft label.
         keep = np.array([r.usable for r in results], bool)
@@ -145,4 +150,4 @@ class RoundLearner:
             preferences.add(self.buffer.reward_inputs(kept.first, self.state_kind),
                             self.buffer.reward_inputs(kept.second, self.state_kind), labels, rng, gt_labels=gt)
         report = ensemble.fit(preferences, rng) if len(preferences) else None
-        return RoundOutcome(results, keep, preferences, ensemble, report, exhausted)
+        return RoundOutcome(results, keep, preferences, ensemble, report, exhausted, label_wait_s)

@@ -139,6 +139,9 @@ def test_without_a_lag_the_round_blocks(tmp_path: Path, monkeypatch: pytest.Monk
         trainer.close()
     # The loop waited for its labels: not one step was trained while they were asked.
     assert made[0].advanced and set(made[0].advanced) == {0} and made[0].timed_out == len(made[0].advanced)
+    fit = next(row for row in _metric_rows(tmp_path / "blocking") if row["reward/train_acc"])
+    waited, fitted, stalled = (float(fit[k]) for k in ("feedback/wait_seconds", "reward/fit_seconds", "feedback/stall_seconds"))
+    assert waited >= 0.2 and stalled >= waited + fitted  # the labels' wait, then the fit, both holding training up
 
 
 def test_resume_from_a_checkpoint_taken_mid_round_matches_an_uninterrupted_run(tmp_path: Path) -> None:
