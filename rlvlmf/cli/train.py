@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: $RLVLMF_REWARD_MODELS or %(default)s)")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override any config field, repeatable: num_interact=2000, sac.batch_size=256, "
-                        "reward_model.input=state, labeler.max_cost_usd=5")
+                        "reward_model.input=state, labeler.max_cost_usd=5, feedback_lag=2000 (label and fit "
+                        "the reward while training goes on)")
     parser.add_argument("--offline", action="store_true", help="answer queries only from the store (no VLM calls)")
     parser.add_argument("--config", metavar="FILE", help="start a run from a saved config.json (a sweep's, or a run's "
                         "edited copy) instead of the flags that build one")
