@@ -58,13 +58,13 @@ def test_rounds_ask_about_redrawn_frames_of_older_episodes(tmp_path: Path, monke
 
     monkeypatch.setattr(loop, "select_queries", recording_select)
     asked: list[tuple[int, np.ndarray, list]] = []  # (step, chosen positions, frame pairs)
-    label = trainer.labeler.label
+    submit = trainer.labeler.submit
 
-    def recording_label(pairs):  # type: ignore[no-untyped-def]
+    def recording_submit(pairs):  # type: ignore[no-untyped-def]
         asked.append((trainer.counters.step, pairs))
-        return label(pairs)
+        return submit(pairs)
 
-    monkeypatch.setattr(trainer.labeler, "label", recording_label)
+    monkeypatch.setattr(trainer.labeler, "submit", recording_submit)
     sampled: list[np.ndarray] = []
     sample = trainer._sample_pairs
 
