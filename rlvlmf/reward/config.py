@@ -28,6 +28,18 @@ drawer-open); with 10 it reaches 0.99+ and held-out pairwise accuracy rises."""
 SHIFT_PIXELS_DEFAULT = 4
 """Measured like ``PREFERENCE_SCALE_DEFAULT``: with 500 labels an image model overfits single
 frames; shifting them by up to 4 of 64 pixels raised held-out accuracy (docs/learning/notes.md)."""
+FIELDS_SAVED_STATE_LACKS = {"preference_scale": 1.0, "shift_pixels": 0}
+"""Fields added after runs were saved, with the behaviour those runs had: a run (or reward model)
+saved without them resumes fitting as it started, not with today's defaults."""
+
+
+def with_fields_saved_state_lacks(saved: dict) -> dict:
+    """A saved ``RewardModelConfig`` dict, with ``FIELDS_SAVED_STATE_LACKS`` filled in where missing.
+
+    Only for state this library wrote (a run's config, a checkpoint, a reward model file); a
+    config a person writes gets the defaults.
+    """
+    return {**FIELDS_SAVED_STATE_LACKS, **saved}
 
 
 @dataclass(frozen=True)

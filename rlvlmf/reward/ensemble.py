@@ -18,7 +18,7 @@ from torch import nn
 
 from rlvlmf.config import from_dict, to_dict
 from rlvlmf.errors import UserError
-from rlvlmf.reward.config import RewardModelConfig
+from rlvlmf.reward.config import RewardModelConfig, with_fields_saved_state_lacks
 from rlvlmf.reward.inputs import RewardInputs
 from rlvlmf.reward.losses import bradley_terry_loss, correct_and_counted
 from rlvlmf.reward.nets import RewardNet, preprocess_frames, random_shift
@@ -314,7 +314,7 @@ class RewardEnsemble(nn.Module):
         version = state.get("format")
         if version not in (1, _FORMAT_VERSION):
             raise UserError(f"reward model format {version!r} is not supported (expected {_FORMAT_VERSION})")
-        config = from_dict(RewardModelConfig, state["config"])
+        config = from_dict(RewardModelConfig, with_fields_saved_state_lacks(state["config"]))
         if version == 1 and config.uses_frames:
             raise UserError(
                 "this image reward model was saved by an older rlvlmf (format 1) whose conv encoder could not "

@@ -14,6 +14,7 @@ from rlvlmf.config import apply_overrides, from_dict, to_dict
 from rlvlmf.envs import make_env
 from rlvlmf.envs.custom import box_spaces, check_trainable
 from rlvlmf.errors import UserError
+from rlvlmf.reward.config import with_fields_saved_state_lacks
 from rlvlmf.training.config import ClipMode, TrainConfig, default_config, parse_reward, read_reward
 from rlvlmf.training.run_files import RunFiles
 from rlvlmf.utils.atomic import atomic_write_text
@@ -33,14 +34,16 @@ def load_config(run_dir: Path) -> TrainConfig:
     path = RunFiles(run_dir).config
     if not path.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.json); start it without --resume")
-    return read_config(path)
+    return read_config(path, saved_by_a_run=True)
 
 
-def read_config(path: Path) -> TrainConfig:
+def read_config(path: Path, *, saved_by_a_run: bool = False) -> TrainConfig:
     """A config saved by ``save_config`` (or edited from one), validated field by field.
 
     Folders written before reward modes were typed hold the ``--reward`` text (``"clip"``,
-    ``"code:FILE"``); it is read the way the flag is.
+    ``"code:FILE"``); it is read the way the flag is. ``saved_by_a_run``: the file is a run's own
+    ``config.json`` (a resume), whose missing fields mean "saved before they existed"
+    (``rlvlmf.reward.config.FIELDS_SAVED_STATE_LACKS``), not "use the default".
 
     Raises:
         UserError: The file is missing or not JSON.
@@ -54,6 +57,9 @@ def read_config(path: Path) -> TrainConfig:
         raise UserError(f"{path} is not a JSON config ({exc})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON config (expected an object of fields)")
+    if saved_by_a_run and isinstance(data.get("reward_model"), dict):
+        # Fields added since the run started keep the behaviour it started with, so a resume continues it.
+        data["reward_model"] = with_fields_saved_state_lacks(data["reward_model"])
     if "reward" in data:
         data["reward"] = read_reward(data["reward"], str(data.get("backend", TrainConfig.backend)))
     return from_dict(TrainConfig, data)
