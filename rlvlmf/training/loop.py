@@ -190,8 +190,6 @@ class Trainer:
         self._render_env_ready = False
         self._open_episode: dict[str, Any] | None = None  # set by a mid-episode checkpoint's load
         self._pending: PendingRound | None = None  # a feedback round whose labels are on their way
-        self._round_started = 0.0
-        self._round_main_s = 0.0  # of the round in flight: seconds the training loop spent on it
         self._last_checkpoint_time = time.monotonic()
 
     # ================================================================== the loop
@@ -201,7 +199,7 @@ class Trainer:
         self.metrics = MetricsLogger(self.run_dir, resume_step=counters.step if counters.step else None)
         obs = self._start_episode()
         if self._pending is not None and not self._pending.sent:  # a round a checkpoint left in flight
-            self._round_started, self._round_main_s = time.perf_counter(), 0.0
+            self._pending.started = time.perf_counter()
             self._send_pending()
         started = time.perf_counter() - counters.wall_s
         self._last_checkpoint_time = time.monotonic()
@@ -328,8 +326,7 @@ class Trainer:
         """Sample pairs and send them to the labeler (store first); ``_finish_round`` learns from the labels."""
         config, counters = self.config, self.counters
         assert self.labeler is not None  # rounds are due only with a labeler
-        self._round_started = time.perf_counter()
-        self._round_main_s = 0.0
+        started = time.perf_counter()
         num = min(config.reward_batch, config.max_feedback - counters.queries)
         pairs = self._sample_pairs(num)
         counters.next_feedback = counters.step + config.num_interact
@@ -342,9 +339,9 @@ class Trainer:
         # loop's draws in between do not change it (and a blocking run's stream is as before).
         seed = int(self.rng.integers(2**63)) if config.feedback_lag else None
         self._pending = PendingRound(pairs, frames, min(counters.step + config.feedback_lag, config.steps),
-                                     dataclasses.asdict(self.labeler.stats), seed)
+                                     dataclasses.asdict(self.labeler.stats), seed, started=started)
         self._send_pending()
-        self._round_main_s += time.perf_counter() - self._round_started
+        self._pending.loop_s = time.perf_counter() - started
 
     def _send_pending(self) -> None:
         assert self._pending is not None and self.rounds is not None  # called with a round to send
@@ -403,8 +400,8 @@ class Trainer:
             # Wall time from the round's start to its fit, and the part of it training stood still
             # (blocking: all of it; with a lag: sampling, waiting for a late fit, relabelling), and
             # of that the wait (blocking: for the labels; with a lag: for a late background round).
-            "feedback/round_seconds": time.perf_counter() - self._round_started,
-            "feedback/stall_seconds": self._round_main_s + time.perf_counter() - finish_started,
+            "feedback/round_seconds": time.perf_counter() - pending.started,
+            "feedback/stall_seconds": pending.loop_s + time.perf_counter() - finish_started,
             "feedback/wait_seconds": waited,
         }
         self._log_metrics(self._last_fit)

@@ -18,7 +18,7 @@ import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,10 @@ class PendingRound:
     labels: concurrent.futures.Future[list[LabeledQuery]] | None = None
     outcome: concurrent.futures.Future[RoundOutcome] | None = None
     """The background labelling and fit; ``None`` when blocking, or until sent again after a resume."""
+    started: float = field(default_factory=time.perf_counter)
+    """``time.perf_counter()`` when the round started (or was sent again after a resume)."""
+    loop_s: float = 0.0
+    """Seconds the training loop spent starting the round (sampling, rendering, sending)."""
 
     def frame_pairs(self, env_reward: np.ndarray) -> list[FramePair]:
         """The pairs as the labeler takes them, with the env's rewards for its ground truth."""
