@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,18 +20,13 @@ from rlvlmf.training import loop
 from rlvlmf.training.builder import build_config
 from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.training.loop import Trainer, run_training
+from tests.training.test_train import TINY, assert_same_learning, metric_rows
 
-TINY = [
-    "seed_steps=200", "unsup_steps=200", "num_interact=200", "reward_batch=8", "max_feedback=32",
-    "eval_every=400", "eval_episodes=2", "checkpoint_every=200", "query_pool_size=32",
-    "sac.hidden_sizes=32,32", "sac.batch_size=32", "reward_model.max_epochs=3", "reward_model.frame_size=48",
-    "reward_model.conv_channels=4,4,4,4", "labeler.progress=false", "eval_video=false",
-]
 LAG = 100
 
 
 def lagged_config(steps: int = 800, lag: int = LAG):
-    return build_config("pendulum", [*TINY, f"feedback_lag={lag}"], steps=steps)
+    return build_config("pendulum", [*TINY, "eval_video=false", f"feedback_lag={lag}"], steps=steps)
 
 
 class StepGatedTeacher(Backend):
@@ -79,25 +72,6 @@ def _gated(monkeypatch: pytest.MonkeyPatch, hold_steps: int, timeout_s: float = 
     return made
 
 
-def _metric_rows(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "metrics.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
-def _eval_returns(run_dir: Path) -> list[float]:
-    return [json.loads(line)["return_mean"] for line in (run_dir / "eval.jsonl").read_text().splitlines()]
-
-
-def _same_learning(a: Path, b: Path) -> None:
-    """Bit-identical evaluations and logged values, wall-clock times and store reads aside."""
-    assert _eval_returns(a) == _eval_returns(b)
-    rows_a, rows_b = _metric_rows(a), _metric_rows(b)
-    assert list(rows_a[0]) == list(rows_b[0]) and len(rows_a) == len(rows_b) > 5
-    varying = {c for c in rows_a[0] if "seconds" in c or c.startswith("time/") or c == "feedback/from_store"}
-    for row_a, row_b in zip(rows_a, rows_b):
-        assert {k: v for k, v in row_a.items() if k not in varying} == {k: v for k, v in row_b.items() if k not in varying}
-
-
 @pytest.mark.parametrize("lag", [-1, 200, 500])
 def test_a_lag_must_end_before_the_next_round(lag: int) -> None:
     with pytest.raises(ConfigError, match="feedback_lag"):
@@ -117,7 +91,7 @@ def test_training_goes_on_while_labels_are_asked_and_the_fit_lands_at_a_fixed_st
         trainer.close()
     # Every call was answered only after 50 more steps of training, and never by the timeout.
     assert made[0].timed_out == 0 and len(made[0].advanced) >= 3 and min(made[0].advanced) >= LAG // 2
-    fits = [row for row in _metric_rows(tmp_path / "gated") if row["reward/train_acc"]]
+    fits = [row for row in metric_rows(tmp_path / "gated") if row["reward/train_acc"]]
     # Rounds start at 400 and 600; each fits LAG steps later.
     assert [int(row["step"]) for row in fits] == [500, 700]
 
@@ -125,7 +99,7 @@ def test_training_goes_on_while_labels_are_asked_and_the_fit_lands_at_a_fixed_st
     monkeypatch.setattr(loop, "make_backend", make_backend)
     run_training(lagged_config(steps=700), tmp_path / "instant", store_dir=tmp_path / "q2", export_dir=None,
                  progress=False)
-    _same_learning(tmp_path / "gated", tmp_path / "instant")
+    assert_same_learning(tmp_path / "gated", tmp_path / "instant")
 
 
 def test_without_a_lag_the_round_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +113,7 @@ def test_without_a_lag_the_round_blocks(tmp_path: Path, monkeypatch: pytest.Monk
         trainer.close()
     # The loop waited for its labels: not one step was trained while they were asked.
     assert made[0].advanced and set(made[0].advanced) == {0} and made[0].timed_out == len(made[0].advanced)
-    fit = next(row for row in _metric_rows(tmp_path / "blocking") if row["reward/train_acc"])
+    fit = next(row for row in metric_rows(tmp_path / "blocking") if row["reward/train_acc"])
     waited, fitted, stalled = (float(fit[k]) for k in ("feedback/wait_seconds", "reward/fit_seconds", "feedback/stall_seconds"))
     assert waited >= 0.2 and stalled >= waited + fitted  # the labels' wait, then the fit, both holding training up
 
@@ -163,21 +137,17 @@ def test_resume_from_a_checkpoint_taken_mid_round_matches_an_uninterrupted_run(t
     with QueryStore(tmp_path / "q1") as straight_store, QueryStore(tmp_path / "q2") as store:
         # The round in flight was asked again from the store: nothing paid for twice.
         assert store.stats().total == straight_store.stats().total
-    straight_summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
-    resumed_summary = json.loads((interrupted / "summary.json").read_text())
-    for key in ("steps", "episodes", "queries", "labels", "eval_return_mean"):
-        assert resumed_summary[key] == straight_summary[key], key
-    _same_learning(interrupted, tmp_path / "straight")
+    assert_same_learning(interrupted, tmp_path / "straight")
 
 
 def test_a_budget_reached_in_the_background_stops_feedback_but_not_training(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    config = build_config("pendulum", [*TINY, f"feedback_lag={LAG}", "labeler.max_queries=12"], steps=800)
+    config = build_config("pendulum", [*TINY, "eval_video=false", f"feedback_lag={LAG}", "labeler.max_queries=12"], steps=800)
     summary = run_training(config, tmp_path / "run", store_dir=tmp_path / "q", export_dir=None, progress=False)
     assert summary.extra["complete"] and summary.steps == 800
     with QueryStore(tmp_path / "q") as store:
         asked = store.stats().total
     assert 0 < asked <= 12 + 8 and summary.labels == asked  # every paid answer was used
     assert "budget" in caplog.text.lower()
-    fits = [row for row in _metric_rows(tmp_path / "run") if row["reward/train_acc"]]
+    fits = [row for row in metric_rows(tmp_path / "run") if row["reward/train_acc"]]
     assert len(fits) == 2  # the round at 400, and the one at 600 that ran into the budget; none after

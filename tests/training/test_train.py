@@ -84,24 +84,25 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path) 
     with QueryStore(tmp_path / "q1") as straight_store, QueryStore(tmp_path / "q2") as store:
         # The steps replayed after the checkpoint were answered from the store: nothing asked twice.
         assert store.stats().total == straight_store.stats().total
-    # Same counters and bit-identical learning as the run that was never interrupted.
-    straight_summary = json.loads((straight / "summary.json").read_text())
-    resumed_summary = json.loads((interrupted / "summary.json").read_text())
+    assert_same_learning(interrupted, straight)  # as the run that was never interrupted
+
+
+def assert_same_learning(run: Path, reference: Path) -> None:
+    """Same counters and bit-identical learning: summaries, evaluations and every logged value,
+    except wall-clock times and the count of answers read back from the store (a resumed run
+    re-reads what it had asked before the interruption)."""
+    summary, expected = (json.loads((d / "summary.json").read_text()) for d in (run, reference))
     for key in ("steps", "episodes", "queries", "labels", "eval_return_mean"):
-        assert resumed_summary[key] == straight_summary[key], key
-    assert _eval_returns(interrupted) == _eval_returns(straight)
-    # Every logged value matches too, except wall-clock times and the count of answers read
-    # back from the store (the resumed run re-reads what it had asked before the interruption).
-    resumed_rows, straight_rows = _metric_rows(interrupted), _metric_rows(straight)
-    assert list(resumed_rows[0]) == list(straight_rows[0]) and len(resumed_rows) == len(straight_rows) > 5
-    varying = {c for c in straight_rows[0] if "seconds" in c or c.startswith("time/") or c == "feedback/from_store"}
-    for resumed_row, straight_row in zip(resumed_rows, straight_rows):
-        assert {k: v for k, v in resumed_row.items() if k not in varying} == {
-            k: v for k, v in straight_row.items() if k not in varying
-        }
+        assert summary[key] == expected[key], key
+    assert _eval_returns(run) == _eval_returns(reference)
+    rows, expected_rows = metric_rows(run), metric_rows(reference)
+    assert list(rows[0]) == list(expected_rows[0]) and len(rows) == len(expected_rows) > 5
+    varying = {c for c in expected_rows[0] if "seconds" in c or c.startswith("time/") or c == "feedback/from_store"}
+    for row, expected_row in zip(rows, expected_rows):
+        assert {k: v for k, v in row.items() if k not in varying} == {k: v for k, v in expected_row.items() if k not in varying}
 
 
-def _metric_rows(run_dir: Path) -> list[dict[str, str]]:
+def metric_rows(run_dir: Path) -> list[dict[str, str]]:
     import csv
 
     with (run_dir / "metrics.csv").open() as handle:
