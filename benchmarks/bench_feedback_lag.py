@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import multiprocessing
-import multiprocessing.connection
 import os
 import sys
 import tempfile
@@ -33,21 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_labeler import serve  # noqa: E402 - this folder is on sys.path when a benchmark runs
+
 from rlvlmf.training.builder import build_config  # noqa: E402
 from rlvlmf.training.loop import run_training  # noqa: E402
 
 DEFAULTS = ["seed_steps=1000", "unsup_steps=1000", "sac.hidden_sizes=256,256", "sac.batch_size=256",
             "eval_every=100000", "eval_episodes=1", "eval_video=false", "labeler.progress=false"]
-
-
-def serve(delay_s: float, conn: multiprocessing.connection.Connection) -> None:
-    """Child process: the fake VLM server, until the parent says stop."""
-    from rlvlmf.testing.openai_server import FakeOpenAIServer
-    from rlvlmf.testing.rule_vlm import RuleVLM
-
-    with FakeOpenAIServer(delay_s=delay_s, responder=RuleVLM()) as server:
-        conn.send(server.url)
-        conn.recv()
 
 
 def column_sum(rows: list[dict[str, str]], column: str) -> float:
@@ -80,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "not-a-key")  # the local server ignores it
     parent, child = multiprocessing.Pipe()
-    server = multiprocessing.Process(target=serve, args=(args.delay, child), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(args.delay, child, True), daemon=True)
     server.start()
     url = parent.recv()
     print(f"load average {os.getloadavg()[0]:.1f}; preset {args.preset}, {args.steps} steps, "

@@ -34,11 +34,16 @@ from rlvlmf.feedback.store import QueryStore  # noqa: E402
 TASK = TaskDescription("drawer-open", "to open the drawer", ("an open drawer",))
 
 
-def serve(delay_s: float, conn: multiprocessing.connection.Connection) -> None:
-    """Child process: run the fake server until the parent says stop."""
-    from rlvlmf.testing.openai_server import FakeOpenAIServer
+def serve(delay_s: float, conn: multiprocessing.connection.Connection, rule_vlm: bool = False) -> None:
+    """Child process: run the fake server until the parent says stop.
 
-    with FakeOpenAIServer(delay_s=delay_s) as server:
+    ``rule_vlm``: answer training frames by ``rlvlmf.testing.rule_vlm.RuleVLM``'s rule (the
+    brighter frame wins) instead of the server's canned answers.
+    """
+    from rlvlmf.testing.openai_server import FakeOpenAIServer, default_responder
+    from rlvlmf.testing.rule_vlm import RuleVLM
+
+    with FakeOpenAIServer(delay_s=delay_s, responder=RuleVLM() if rule_vlm else default_responder) as server:
         conn.send(server.url)
         conn.recv()
 

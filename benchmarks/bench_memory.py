@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_checkpoints import folder_bytes  # this folder is on sys.path when a benchmark runs
 
 from rlvlmf.training.buffer import bytes_per_transition
 from rlvlmf.training.builder import build_config
@@ -45,11 +46,6 @@ def proc_status_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
-
-
-def folder_bytes(folder: Path) -> int:
-    """Bytes of every file under ``folder`` (0 if it does not exist)."""
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.exists() else 0
 
 
 def main() -> None:
