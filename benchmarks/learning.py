@@ -44,7 +44,7 @@ from rlvlmf.reward.ensemble import RewardEnsemble
 from rlvlmf.reward.inputs import RewardInputs, state_features
 from rlvlmf.reward.preferences import PreferenceDataset
 from rlvlmf.training.builder import build_config
-from rlvlmf.training.evaluate import evaluate_policy
+from rlvlmf.training.evaluate import evaluate_policy, evaluation_seed
 from rlvlmf.training.loop import run_training
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +154,7 @@ def train_sb3(preset: str, steps: int, seed: int) -> dict[str, Any]:
     )
     model.learn(total_timesteps=steps)
     result = evaluate_policy(eval_env, lambda o: model.predict(o, deterministic=True)[0], EVAL_EPISODES,
-                             seed=10**6 + 1000 * seed)  # the starts our trainer evaluates from
+                             seed=evaluation_seed(seed))  # the starts our trainer evaluates from
     wall, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     env.close()
     eval_env.close()

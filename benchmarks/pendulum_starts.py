@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/pendulum_starts.py RUN_DIR [RUN_DIR ...] [--seed 0] [--episodes 10]
 
 Replays the run's final deterministic policy from the evaluation's own starts (episode ``i``
-resets with ``10**6 + 1000 * seed + i``, as ``Trainer._evaluate``) and prints, per start, the
+resets with ``evaluation_seed(seed) + i``, as ``Trainer._evaluate``) and prints, per start, the
 initial angle from upright, the return, the highest cos(angle) reached, the mean |action| and
 the final angle and angular speed: a policy that holds the pendulum still below horizontal
 with near-full torque has found the pull-straight-up local optimum instead of a swing-up.
@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rlvlmf.training.evaluate import evaluation_seed  # noqa: E402
 from rlvlmf.training.trained_agent import load_agent  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def main() -> None:
         env = policy.make_env()
         print(run.name)
         for i in range(args.episodes):
-            obs, _ = env.reset(seed=10**6 + 1000 * args.seed + i)
+            obs, _ = env.reset(seed=evaluation_seed(args.seed) + i)
             start = np.degrees(np.arctan2(obs[1], obs[0]))
             total, best_cos, actions = 0.0, -1.0, []
             for _ in range(200):

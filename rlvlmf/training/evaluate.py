@@ -47,6 +47,15 @@ class EvalResult:
                 "return_mean": self.return_mean, "success_rate": self.success_rate}
 
 
+def evaluation_seed(run_seed: int) -> int:
+    """Reset seed of the first evaluation episode of a run trained with ``run_seed``.
+
+    Far from the training episodes' seeds, and the same at every evaluation of the run, so
+    other code (a peer's agent, a replay of the final policy) can start from the same states.
+    """
+    return 10**6 + 1000 * run_seed
+
+
 def evaluate_policy(
     env: gym.Env,
     policy: Callable[[np.ndarray], np.ndarray],

@@ -57,7 +57,7 @@ from rlvlmf.training.builder import load_config, reward_state_dim, save_config
 from rlvlmf.training.checkpoint import CheckpointManager
 from rlvlmf.training.config import EnvMode, TrainConfig
 from rlvlmf.training.eta import PhaseTimes, evals_left, format_duration, rounds_left
-from rlvlmf.training.evaluate import evaluate_policy
+from rlvlmf.training.evaluate import evaluate_policy, evaluation_seed
 from rlvlmf.training.knn_entropy import KNNStateEntropy
 from rlvlmf.training.metrics import MetricsLogger
 from rlvlmf.training.pending_round import PendingRound, RoundLearner
@@ -516,7 +516,7 @@ class Trainer:
         started = time.perf_counter()
         video = self.files.eval_video(counters.step) if config.eval_video else None
         result = evaluate_policy(self.eval_env, lambda o: self.agent.act(o, deterministic=True), config.eval_episodes,
-                                 seed=10**6 + 1000 * config.seed, video_path=video)
+                                 seed=evaluation_seed(config.seed), video_path=video)
         with self.files.evals.open("a") as handle:
             handle.write(json.dumps({"step": counters.step, **result.to_dict()}) + "\n")
         row = {"eval/return_mean": result.return_mean, "eval/return_std": float(np.std(result.returns))}
